@@ -1,0 +1,40 @@
+"""User-facing errors: one `error:` line on stderr and exit code 2.
+
+Everything that validates input raises `UserError`; the command-line entry
+points wrap their work in `cli_main`, which turns it into one line:
+
+    from ae_jax import errors
+    raise errors.UserError("dataset file not found: x.npy")   # -> error: dataset file not found: x.npy
+"""
+import functools
+import sys
+
+
+class UserError(Exception):
+  """Bad input from the user (file, array, config, checkpoint): exit code 2."""
+
+  exit_code = 2
+
+
+class NonFiniteLoss(UserError):
+  """Training diverged; the last good checkpoint is kept."""
+
+  exit_code = 3
+
+
+def fail(message: str, code: int = 2):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def cli_main(fn):
+  """Decorates an absl `main(argv)` so a `UserError` becomes one `error:` line."""
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    try:
+      return fn(*args, **kwargs)
+    except UserError as e:
+      fail(str(e), e.exit_code)
+
+  return wrapper

@@ -1,0 +1,65 @@
+"""The objective: pure per-example terms of (model, variables, batch, rng) → loss + metrics.
+
+Models differ only in which terms are active: every model has the reconstruction
+MSE; `noise_std > 0` makes it denoising; `rotation_weight > 0` rotates inputs by a
+random multiple of 90° and adds β·CE of the rotation head; a VAE adds its KL.
+
+    terms, new_vars = losses.per_example(model, variables, x01_BHWC, rng, config, train=True)
+    loss = losses.total(terms, config)   # mean over the batch
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+from ae_jax import data
+
+
+def rotate_batch(x_BHWC, k_B):
+  """Rotates each square image by k·90° (k in 0..3), on device."""
+  rots = jnp.stack([jnp.rot90(x_BHWC, r, axes=(1, 2)) for r in range(4)])
+  return rots[k_B, jnp.arange(x_BHWC.shape[0])]
+
+
+def _apply(model, variables, x, rng, train):
+  mutable = ["batch_stats"] if train and "batch_stats" in variables else False
+  rngs = dict(zip(("dropout", "latent"), jax.random.split(rng))) if train else {}
+  res = model.apply(variables, x, train=train, rngs=rngs, mutable=mutable)
+  return res if mutable else (res, {})
+
+
+def per_example(model, variables, x01_BHWC, rng, config, *, train):
+  """Returns ({term: (B,) array}, mutated collections). Targets are always clean images."""
+  k_noise, k_rot, k_model = jax.random.split(rng, 3)
+  x = data.to_range(x01_BHWC, config.pixel_range)
+  b = x.shape[0]
+  rotating = config.rotation_weight > 0
+  if rotating and train:
+    k_B = jax.random.randint(k_rot, (b,), 0, 4)
+    x = rotate_batch(x, k_B)
+  inputs = x
+  if config.noise_std > 0:
+    inputs = x + config.noise_std * jax.random.normal(k_noise, x.shape, x.dtype)
+  out, new_vars = _apply(model, variables, inputs, k_model, train)
+  axes = tuple(range(1, x.ndim))
+  terms = {"mse": jnp.mean((out["recon"].astype(jnp.float32) - x) ** 2, axis=axes)}
+  if "mean" in out:  # VAE: KL(q(z|x) || N(0, I)) per pixel, to sit on MSE's scale.
+    kl = -0.5 * jnp.sum(1 + out["logvar"] - out["mean"] ** 2 - jnp.exp(out["logvar"]), axis=-1)
+    terms["kl"] = kl / (x[0].size)
+  if rotating:
+    if not train:  # eval: MSE above is on unrotated images; rotation head on fixed rotations.
+      k_B = jnp.arange(b) % 4
+      out, _ = _apply(model, variables, rotate_batch(x, k_B), k_model, False)
+    logits = out["logits"].astype(jnp.float32)
+    terms["ce"] = optax.softmax_cross_entropy_with_integer_labels(logits, k_B)
+    terms["rot_acc"] = (jnp.argmax(logits, -1) == k_B).astype(jnp.float32)
+  return terms, new_vars
+
+
+def total(terms_mean, config):
+  """Scalar loss from batch-mean terms."""
+  loss = terms_mean["mse"]
+  if "kl" in terms_mean:
+    loss = loss + config.kl_weight * terms_mean["kl"]
+  if "ce" in terms_mean:
+    loss = loss + config.rotation_weight * terms_mean["ce"]
+  return loss

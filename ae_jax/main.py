@@ -1,0 +1,32 @@
+"""Train an autoencoder from a config file.
+
+    python -m ae_jax.main --config=configs/rotation.py --workdir=/tmp/rot
+    python -m ae_jax.main --config=configs/mlp.py --workdir=/tmp/mlp --config.num_epochs=2
+
+Rerunning the same command resumes from the newest checkpoint in --workdir.
+"""
+from absl import flags, logging
+from ml_collections import config_flags
+
+from ae_jax import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (multi-host TPU/GPU).")
+config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # orbax/TFDS info lines drown the progress output
+  import jax  # pylint: disable=g-import-not-at-top
+  from ae_jax import train  # pylint: disable=g-import-not-at-top
+  if FLAGS.multihost:
+    jax.distributed.initialize()
+  print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s)", flush=True)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,68 @@
+"""Model registry: `config.model` names a Linen autoencoder, `config.arch` holds its fields.
+
+Every autoencoder follows one protocol (see `mlp.MLPAutoencoder`):
+
+    out = model.apply(variables, x_BHWC, train=False)   # dict: 'recon' (B,H,W,C), maybe 'logits', 'mean', 'logvar'
+    z_BD = model.apply(variables, x_BHWC, method='encode')
+    x_BHWC = model.apply(variables, z_BD, method='decode')
+
+Example:
+
+    from ae_jax import models
+    from configs import mlp
+    model = models.build(mlp.get_config(), image_shape=(28, 28, 1))
+"""
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ae_jax import errors
+
+_REGISTRY = {
+    "mlp": "ae_jax.models.mlp:MLPAutoencoder",
+    "mlp_bn": "ae_jax.models.mlp:MLPAutoencoder",
+    "conv": "ae_jax.models.conv:ConvAutoencoder",
+    "vae": "ae_jax.models.vae:VAE",
+    "rotation": "ae_jax.models.resnet:ResNetAutoencoder",
+}
+
+OUTPUT_ACTIVATION = {"0,1": "sigmoid", "-1,1": "tanh"}
+
+
+def names():
+  return sorted(_REGISTRY)
+
+
+def model_class(name: str):
+  if name not in _REGISTRY:
+    raise errors.UserError(f"unknown model {name!r}; known: {', '.join(names())}")
+  module, cls = _REGISTRY[name].split(":")
+  return getattr(importlib.import_module(module), cls)
+
+
+def build(config, image_shape):
+  """Returns the Linen module for `config.model` over images of `image_shape` (H, W, C)."""
+  cls = model_class(config.model)
+  return cls(image_shape=tuple(int(s) for s in image_shape),
+             output_activation=OUTPUT_ACTIVATION[config.pixel_range],
+             **{k: tuple(v) if isinstance(v, list) else v for k, v in config.arch.to_dict().items()})
+
+
+def init(model, rng, image_shape):
+  """Pure init on one dummy example; returns the variables dict (params, maybe batch_stats)."""
+  x = jnp.zeros((1, *image_shape), jnp.float32)
+  return model.init({"params": rng, "dropout": rng, "latent": rng}, x, train=False)
+
+
+def count_params(params) -> int:
+  return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
+
+
+def size_mb(params) -> float:
+  return sum(p.size * p.dtype.itemsize for p in jax.tree_util.tree_leaves(params)) / 2**20
+
+
+def output_activation(name: str):
+  return {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "linear": lambda x: x}[name]

@@ -1,0 +1,78 @@
+"""The train-state pytree and its optimizer, built from a config.
+
+    model = models.build(config, image_shape)
+    tx = train_state.optimizer(config, steps_per_epoch=17)
+    state = train_state.create(config, model, tx, image_shape)
+"""
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from ae_jax import models
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # base key: step randomness is fold_in(rng, step), never carried
+  log_sum: jax.Array  # train-loss sum and count since the last log line (kept for exact resume)
+  log_count: jax.Array
+
+
+def variables(state):
+  v = {"params": state.params}
+  if state.batch_stats:
+    v["batch_stats"] = state.batch_stats
+  return v
+
+
+def optimizer(config, steps_per_epoch):
+  """Adam (PyTorch L2 semantics) or AdamW, then ReduceLROnPlateau on the epoch-mean loss."""
+  if config.optimizer == "adam":
+    parts = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
+    parts += [optax.scale_by_adam(), optax.scale(-config.learning_rate)]
+  elif config.optimizer == "adamw":
+    parts = [optax.adamw(config.learning_rate, weight_decay=config.weight_decay)]
+  else:
+    raise ValueError(config.optimizer)
+  if config.plateau.patience > 0:
+    parts.append(optax.contrib.reduce_on_plateau(
+        factor=config.plateau.factor, patience=config.plateau.patience,
+        rtol=config.plateau.rtol, cooldown=config.plateau.cooldown,
+        accumulation_size=steps_per_epoch))
+  return optax.chain(*parts)
+
+
+def learning_rate(config, opt_state):
+  """Current learning rate: base rate times the plateau scheduler's scale (if any)."""
+  scale = optax.tree_utils.tree_get(opt_state, "scale", default=1.0)
+  return config.learning_rate * scale
+
+
+def seeds(seed):
+  """(init, data, step) keys derived from one seed."""
+  return jax.random.split(jax.random.PRNGKey(seed), 3)
+
+
+def create(config, model, tx, image_shape):
+  init_key, _, step_key = seeds(config.seed)
+  variables_ = models.init(model, init_key, image_shape)
+  params = variables_["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables_.get("batch_stats", {}),
+                    opt_state=tx.init(params), rng=step_key,
+                    log_sum=jnp.zeros((), jnp.float32), log_count=jnp.zeros((), jnp.int32))
+
+
+def abstract_state(config):
+  """(model, shape-only TrainState) from a run's config.json (which carries `derived`)."""
+  image_shape = tuple(config.derived.image_shape)
+  model = models.build(config, image_shape)
+  tx = optimizer(config, config.derived.steps_per_epoch)
+  return model, jax.eval_shape(lambda: create(config, model, tx, image_shape))

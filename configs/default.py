@@ -1,0 +1,41 @@
+"""Defaults shared by every training config; a model config imports this and changes a few fields.
+
+    python -m ae_jax.main --config=configs/mlp.py --workdir=/tmp/mlp --config.num_epochs=2
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  # Data: a spec string (see README), the TFDS data dir ('' = TFDS default), split and range.
+  c.dataset = "mnist_5k"
+  c.data_dir = ""
+  c.val_fraction = 0.1
+  c.pixel_range = "0,1"  # or "-1,1"; decides the output activation (sigmoid / tanh)
+
+  c.model = "mlp"
+  c.arch = ml_collections.ConfigDict()
+
+  c.seed = 0
+  c.batch_size = 256
+  c.num_epochs = 50
+  c.learning_rate = 1e-3
+  c.optimizer = "adam"  # "adam": L2 added to the gradient (PyTorch Adam); "adamw": decoupled
+  c.weight_decay = 0.0
+  c.plateau = ml_collections.ConfigDict(dict(patience=0, factor=0.1, rtol=1e-4, cooldown=0))
+
+  # Objective terms; each is off at its default.
+  c.noise_std = 0.0  # denoising: Gaussian input noise, clean targets
+  c.rotation_weight = 0.0  # β · CE of the rotation classifier (rotation model)
+  c.kl_weight = 1.0  # VAE only
+
+  # Loop, logging, checkpoints.
+  c.steps_per_call = 8  # training steps per jitted call (lax.scan)
+  c.log_every_steps = 50
+  c.eval_batch_size = 1000
+  c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, keep=3, keep_evenly=0))
+  c.init_from = ""  # workdir of another run whose newest params initialise this one
+  c.overwrite = False  # allow a workdir that holds a run of a different config
+  c.reconstruction_indices = (1, 2, 3, 6, 7, 9)
+  c.half_precision = False  # bf16 compute, f32 params
+  return c
