@@ -5,7 +5,7 @@ an epoch-seeded permutation, runs `num_steps` optimizer steps in a `lax.scan`, a
 returns per-step losses. Batches are sharded along the mesh's `data` axis.
 
     chunk = steps.make_train_chunk(model, tx, config, n_train=4500, mesh=mesh)
-    state, bad_step = chunk(state, images_NHWC, 8)
+    state, bad_step = chunk(state, images_NHWC, 8, False)
     evaluate = steps.make_eval(model, config, mesh)
     metrics = evaluate(variables, val_images_NHWC)     # {'eval_loss', 'mse', ...}
 """
@@ -27,8 +27,9 @@ def make_mesh(batch_size):
   return Mesh(devices, ("data",))
 
 
-def replicated(mesh):
-  return NamedSharding(mesh, P())
+def replicate(tree, mesh):
+  """Places arrays replicated on every device of the mesh (do this to state and data once)."""
+  return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
 def _shard_batch(x, mesh):
@@ -36,7 +37,11 @@ def _shard_batch(x, mesh):
 
 
 def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
-  """Returns chunk(state, images, num_steps) → (state, first non-finite step or -1); donates state."""
+  """Returns chunk(state, images, num_steps, reset_log) → (state, first bad step or -1).
+
+  The state is donated. `reset_log` zeroes the train-loss accumulators first (after a
+  log line was read), so no host-side op touches the state between calls.
+  """
   batch = config.batch_size
   steps_per_epoch = n_train // batch
   _, data_key, _ = train_state.seeds(config.seed)
@@ -62,9 +67,11 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
     return state, loss
 
   @functools.partial(jax.jit, donate_argnums=0)
-  def chunk(state, images, num_steps):
+  def chunk(state, images, num_steps, reset_log):
     if on_trace is not None:
       on_trace(state.step.shape)
+    state = state.replace(log_sum=jnp.where(reset_log, 0.0, state.log_sum),
+                          log_count=jnp.where(reset_log, 0, state.log_count))
     perm = data.epoch_permutation(data_key, state.step // steps_per_epoch, n_train)
 
     def body(_, carry):

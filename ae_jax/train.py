@@ -8,6 +8,7 @@ Validates input first (nothing is written before that), resumes from the newest
 checkpoint, runs jitted multi-step calls, evaluates every epoch, checkpoints,
 stops cleanly on SIGTERM/SIGINT, and writes metrics and plots.
 """
+import functools
 import json
 import os
 import shutil
@@ -15,7 +16,6 @@ import signal
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ae_jax import checkpoint, data, errors, models, report, steps, train_state, visualize
@@ -107,14 +107,19 @@ def _check_finite(pending):
       raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; the last good checkpoint is kept")
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def reconstruct(model, variables, x01_BHWC, pixel_range):
+  """[0,1] images → [0,1] reconstructions, eval mode."""
+  out = model.apply(variables, data.to_range(x01_BHWC, pixel_range), train=False)
+  return data.from_range(out["recon"], pixel_range)
+
+
 def write_plots(config, workdir, model, variables, ds):
   """loss_curve.png and reconstructions.png (originals above reconstructions)."""
   plots = os.path.join(workdir, "plots")
   visualize.loss_curve(report.read_metrics(workdir), os.path.join(plots, "loss_curve.png"))
   idx = [i for i in config.reconstruction_indices if 0 <= i < len(ds)]
-  x = jnp.asarray(ds.images[idx])
-  out = model.apply(variables, data.to_range(x, config.pixel_range), train=False)
-  recon = np.asarray(data.from_range(out["recon"], config.pixel_range))
+  recon = np.asarray(reconstruct(model, variables, ds.images[idx], config.pixel_range))
   visualize.image_rows([ds.images[idx], recon], ["original", "reconstruction"],
                        os.path.join(plots, "reconstructions.png"), col_names=idx)
 
@@ -164,10 +169,8 @@ def train_and_evaluate(config, workdir):
     write_plots(config, workdir, model, train_state.variables(state), full)
     return state
 
-  repl = steps.replicated(mesh)
-  state = jax.device_put(state, repl)
-  images = jax.device_put(train_ds.images, repl)
-  val_images = jax.device_put(val_ds.images, repl) if len(val_ds) else None
+  state, images = steps.replicate((state, train_ds.images), mesh)
+  val_images = steps.replicate(val_ds.images, mesh) if len(val_ds) else None
   traces = []
   chunk = steps.make_train_chunk(model, tx, config, n_train=len(train_ds), mesh=mesh,
                                  on_trace=traces.append)
@@ -175,13 +178,15 @@ def train_and_evaluate(config, workdir):
   writer = report.MetricsWriter(workdir, step)
   progress = report.Progress(total, config.batch_size, step)
   pending, t_start = [], time.perf_counter()
+  reset_log = bool(meta and meta.get("reset_log"))  # a log line was read just before the save
   try:
     with _StopFlag() as stop:
       while step < total:
         k = min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch, total - step)
         first = not traces
         t0 = time.perf_counter()
-        state, bad_step = chunk(state, images, k)
+        state, bad_step = chunk(state, images, k, reset_log)
+        reset_log = False
         pending.append(bad_step)
         if first:
           jax.block_until_ready(bad_step)
@@ -193,13 +198,14 @@ def train_and_evaluate(config, workdir):
         if step // config.log_every_steps > prev // config.log_every_steps or epoch_end:
           _check_finite(pending)
           pending = []
-          line = {"train_loss": float(state.log_sum / state.log_count),
-                  "learning_rate": float(train_state.learning_rate(config, state.opt_state)),
+          log_sum, log_count = jax.device_get((state.log_sum, state.log_count))
+          line = {"train_loss": float(log_sum / log_count),
+                  "learning_rate": train_state.learning_rate(config, state.opt_state),
                   "epoch": step / steps_per_epoch}
           writer.write(step, line)
           progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // steps_per_epoch),
                         num_epochs=config.num_epochs)
-          state = state.replace(log_sum=jnp.zeros((), jnp.float32), log_count=jnp.zeros((), jnp.int32))
+          reset_log = True
         if epoch_end and val_images is not None:
           ev = jax.device_get(evaluate(train_state.variables(state), val_images))
           writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
@@ -210,7 +216,8 @@ def train_and_evaluate(config, workdir):
           _check_finite(pending)
           pending = []
           checkpoint.save(mngr, state, {"epoch": epoch, "batch_in_epoch": step % steps_per_epoch,
-                                        "steps_per_epoch": steps_per_epoch})
+                                        "steps_per_epoch": steps_per_epoch,
+                                        "reset_log": reset_log})
         if stop.signal:
           print(f"stopped by {stop.signal} at step {step}: checkpoint saved; "
                 "rerun the same command to resume", flush=True)

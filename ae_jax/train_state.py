@@ -50,9 +50,9 @@ def optimizer(config, steps_per_epoch):
 
 
 def learning_rate(config, opt_state):
-  """Current learning rate: base rate times the plateau scheduler's scale (if any)."""
+  """Current learning rate (host float): base rate times the plateau scheduler's scale."""
   scale = optax.tree_utils.tree_get(opt_state, "scale", default=1.0)
-  return config.learning_rate * scale
+  return config.learning_rate * float(jax.device_get(scale))
 
 
 def seeds(seed):
@@ -61,6 +61,11 @@ def seeds(seed):
 
 
 def create(config, model, tx, image_shape):
+  """The initial state, built in one jitted call (op-by-op init compiles dozens of programs)."""
+  return jax.jit(lambda: _create(config, model, tx, image_shape))()
+
+
+def _create(config, model, tx, image_shape):
   init_key, _, step_key = seeds(config.seed)
   variables_ = models.init(model, init_key, image_shape)
   params = variables_["params"]
@@ -75,4 +80,4 @@ def abstract_state(config):
   image_shape = tuple(config.derived.image_shape)
   model = models.build(config, image_shape)
   tx = optimizer(config, config.derived.steps_per_epoch)
-  return model, jax.eval_shape(lambda: create(config, model, tx, image_shape))
+  return model, jax.eval_shape(lambda: _create(config, model, tx, image_shape))

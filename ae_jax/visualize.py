@@ -35,7 +35,8 @@ def loss_curve(metrics, path):
     ax2.plot(*zip(*lrs), "k:", label="learning_rate")
     ax2.set_yscale("log")
     ax2.set_ylabel("learning rate (dotted)")
-  ax.legend(loc="upper right")
+  if ax.lines:
+    ax.legend(loc="upper right")
   ax.set_title("loss curve")
   return _save(fig, path)
 

@@ -1,0 +1,103 @@
+"""Training core: parameter count, loss going down, one compile, bit-exact resume, plateau."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from ae_jax import data, models, steps, train, train_state
+from tests.conftest import get_config, tiny
+
+
+def test_mlp_param_count_is_report_004s():
+  config = get_config("mlp")
+  model = models.build(config, (28, 28, 1))
+  params = models.init(model, jax.random.PRNGKey(0), (28, 28, 1))["params"]
+  assert models.count_params(params) == 622_504
+  assert round(models.size_mb(params), 2) == 2.37
+
+
+def _chunk_setup(config, n=512):
+  ds = data.load("mnist_5k").take(np.arange(n))
+  model = models.build(config, ds.image_shape)
+  spe = n // config.batch_size
+  tx = train_state.optimizer(config, spe)
+  mesh = steps.make_mesh(config.batch_size)
+  state = steps.replicate(train_state.create(config, model, tx, ds.image_shape), mesh)
+  traces = []
+  chunk = steps.make_train_chunk(model, tx, config, n_train=n, mesh=mesh, on_trace=traces.append)
+  return ds, model, state, chunk, traces
+
+
+def test_loss_decreases_over_200_steps_and_compiles_once():
+  config = tiny(batch_size=32)
+  ds, model, state, chunk, traces = _chunk_setup(config, n=512)
+  evaluate = steps.make_eval(model, config, steps.make_mesh(32))
+  before = float(evaluate(train_state.variables(state), ds.images)["eval_loss"])
+  for k in (8, 8, 5, 3, 16) * 5:  # chunk lengths vary; 200 steps in all
+    state, bad = chunk(state, ds.images, k, False)
+  assert int(state.step) == 200 and int(bad) == -1
+  after = float(evaluate(train_state.variables(state), ds.images)["eval_loss"])
+  assert after < 0.6 * before, (before, after)
+  assert len(traces) == 1  # the step is traced once whatever the chunk length
+
+
+def test_chunking_does_not_change_the_result():
+  config = tiny(batch_size=32)
+  ds, _, s1, chunk, _ = _chunk_setup(config, n=256)
+  _, _, s2, _, _ = _chunk_setup(config, n=256)
+  s1, _ = chunk(s1, ds.images, 12, False)
+  for k in (5, 7):
+    s2, _ = chunk(s2, ds.images, k, False)
+  for a, b in zip(jax.tree_util.tree_leaves(s1.params), jax.tree_util.tree_leaves(s2.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_plateau_scheduler_cuts_the_learning_rate():
+  config = tiny(learning_rate=1e-3)
+  config.plateau.patience = 1
+  tx = train_state.optimizer(config, steps_per_epoch=2)
+  params = {"w": np.ones(3, np.float32)}
+  opt = tx.init(params)
+  for _ in range(8):  # a flat loss: no improvement
+    _, opt = tx.update({"w": np.zeros(3, np.float32)}, opt, params, value=1.0)
+  assert train_state.learning_rate(config, opt) < 1e-3
+
+
+def _params(state):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves((state.params, state.opt_state))]
+
+
+@pytest.mark.parametrize("name", ["mlp"])
+def test_resume_is_bit_exact_and_starts_at_the_saved_step(tmp_path, name, capsys):
+  straight = train.train_and_evaluate(tiny(name, num_epochs=2), str(tmp_path / "a"))
+  first = train.train_and_evaluate(tiny(name, num_epochs=1), str(tmp_path / "b"))
+  spe = json.load(open(tmp_path / "b" / "config.json"))["derived"]["steps_per_epoch"]
+  assert int(first.step) == spe
+  capsys.readouterr()
+  resumed = train.train_and_evaluate(tiny(name, num_epochs=2), str(tmp_path / "b"))
+  assert f"resuming from checkpoint at step {spe}" in capsys.readouterr().out
+  assert int(resumed.step) == 2 * spe
+  for a, b in zip(_params(straight), _params(resumed)):
+    np.testing.assert_array_equal(a, b)
+  # Identical metrics, line for line.
+  assert open(tmp_path / "a" / "metrics.jsonl").read() == open(tmp_path / "b" / "metrics.jsonl").read()
+
+
+def test_finished_run_is_not_retrained(tmp_path, capsys):
+  config = tiny()
+  train.train_and_evaluate(config, str(tmp_path))
+  mtime = os.path.getmtime(tmp_path / "metrics.jsonl")
+  capsys.readouterr()
+  train.train_and_evaluate(config, str(tmp_path))
+  assert "already finished" in capsys.readouterr().out
+  assert os.path.getmtime(tmp_path / "metrics.jsonl") == mtime
+
+
+def test_init_from_copies_params(tmp_path):
+  src = train.train_and_evaluate(tiny(), str(tmp_path / "src"))
+  state = train.train_and_evaluate(tiny(num_epochs=0, init_from=str(tmp_path / "src")),
+                                   str(tmp_path / "dst"))
+  for a, b in zip(jax.tree_util.tree_leaves(src.params), jax.tree_util.tree_leaves(state.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
