@@ -5,7 +5,7 @@
 """
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from ae_jax import errors
 
@@ -23,6 +23,13 @@ def _parse_flags(argv):
     errors.fail(f"bad config override: {str(e).strip().splitlines()[0]}")
 
 
+def _quiet(main):
+  def wrapped(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax/TFDS info lines drown the progress output
+    return main(argv)
+  return wrapped
+
+
 def run(main):
   """absl `app.run` with friendly flag errors and `UserError` → `error:` line, exit 2."""
-  app.run(errors.cli_main(main), flags_parser=_parse_flags, argv=sys.argv)
+  app.run(_quiet(errors.cli_main(main)), flags_parser=_parse_flags, argv=sys.argv)

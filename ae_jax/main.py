@@ -5,7 +5,7 @@
 
 Rerunning the same command resumes from the newest checkpoint in --workdir.
 """
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from ae_jax import cli
@@ -19,7 +19,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # orbax/TFDS info lines drown the progress output
   import jax  # pylint: disable=g-import-not-at-top
   from ae_jax import train  # pylint: disable=g-import-not-at-top
   if FLAGS.multihost:
