@@ -20,11 +20,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
-  from ae_jax import train  # pylint: disable=g-import-not-at-top
+  from ae_jax import train, transfer  # pylint: disable=g-import-not-at-top
   if FLAGS.multihost:
     jax.distributed.initialize()
   print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s)", flush=True)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  trainer = transfer if FLAGS.config.get("trainer") == "transfer" else train
+  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,215 @@
+"""Semi-supervised transfer: a classifier = an autoencoder's encoder + a small head,
+trained on a few labels from scratch, or from a pretrained AE (frozen or fine-tuned).
+
+    python -m ae_jax.main --config=configs/transfer.py --workdir=/tmp/clf \
+        --config.pretrained_workdir=/tmp/ae --config.mode=finetune
+
+The whole fit (every epoch, validation and best-epoch selection) is one jitted
+call: batch size 8 means many tiny steps, and per-step dispatch would dominate.
+"""
+import functools
+import json
+import os
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ae_jax import augment, checkpoint, data, errors, models, report, visualize
+from ae_jax.models.mlp import MLPStack
+
+MODES = ("scratch", "frozen", "finetune")
+
+
+class Classifier(nn.Module):
+  """`ae.encode` (any registered autoencoder) → MLP head → logits."""
+
+  ae: Any
+  head: Sequence[int]
+  num_classes: int
+  freeze_encoder: bool = False
+
+  @nn.compact
+  def __call__(self, x_BHWC, *, train: bool = False):
+    z = self.ae.encode(x_BHWC, train=train and not self.freeze_encoder)
+    if self.freeze_encoder:
+      z = jax.lax.stop_gradient(z)
+    return MLPStack((*self.head, self.num_classes), final_act=False, name="head")(z, train=train)
+
+
+def labelled_split(labels, per_split, seed, splits=("train", "val", "test")):
+  """Seeded, stratified, disjoint index sets of `per_split` labelled examples each;
+  everything else is `unlabelled` (for AE pretraining, labels unused)."""
+  labels = np.asarray(labels)
+  classes = np.unique(labels)
+  if per_split % len(classes):
+    raise errors.UserError(f"labels_per_split={per_split} must be a multiple of the "
+                           f"{len(classes)} classes (stratified split)")
+  k = per_split // len(classes)
+  rng = np.random.default_rng(seed)
+  out = {s: [] for s in splits}
+  for c in classes:
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    if len(idx) < k * len(splits):
+      raise errors.UserError(f"class {c} has {len(idx)} examples; need {k * len(splits)}")
+    for i, s in enumerate(splits):
+      out[s].extend(idx[i * k:(i + 1) * k])
+  out = {s: np.sort(np.asarray(v)) for s, v in out.items()}
+  used = np.concatenate(list(out.values()))
+  out["unlabelled"] = np.setdiff1d(np.arange(len(labels)), used)
+  return out
+
+
+def build(config, image_shape, num_classes):
+  ae = models.build(config, image_shape)
+  return Classifier(ae=ae, head=tuple(config.head), num_classes=num_classes,
+                    freeze_encoder=config.mode == "frozen")
+
+
+def load_pretrained(variables, source):
+  """Copies the encoder subtree (params and batch stats) of an AE run into `variables`."""
+  _, _, ae_vars, step = checkpoint.load_for_inference(source)
+  out = jax.tree_util.tree_map(lambda x: x, dict(variables))
+  for col in variables:
+    mine = variables[col]["ae"]
+    try:
+      theirs = jax.tree_util.tree_map(lambda _, t: t, mine, _subtree(ae_vars.get(col, {}), mine))
+    except (KeyError, ValueError) as e:
+      raise errors.UserError(f"checkpoint in {source} does not fit this classifier's encoder "
+                             f"({col}: {e})") from e
+    shapes = lambda t: jax.tree_util.tree_map(lambda a: tuple(a.shape), t)
+    if shapes(theirs) != shapes(mine):
+      raise errors.UserError(f"checkpoint in {source} does not fit this classifier's encoder "
+                             f"({col} shapes differ)")
+    out[col] = {**variables[col], "ae": theirs}
+  return out, step
+
+
+def _subtree(tree, like):
+  """The part of `tree` with the keys of `like` (KeyError if one is missing)."""
+  if not isinstance(like, dict):
+    return tree
+  return {k: _subtree(tree[k], v) for k, v in like.items()}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _fit(model, config, variables, train_x, train_y, val_x, val_y, key):
+  """All epochs in one call. Returns best-by-val variables and per-epoch curves."""
+  b = config.batch_size
+  n = train_x.shape[0]
+  spe = n // b
+  encoder = {"frozen": optax.set_to_zero(), "scratch": optax.adam(config.learning_rate),
+             "finetune": optax.adam(config.learning_rate * config.encoder_lr_scale)}[config.mode]
+  labels = {k: jax.tree_util.tree_map(lambda _: k, v) for k, v in variables["params"].items()}
+  tx = optax.multi_transform({"head": optax.adam(config.learning_rate), "ae": encoder}, labels)
+
+  def loss_fn(params, bs, x, y, rng, train):
+    v = {"params": params, **({"batch_stats": bs} if bs else {})}
+    x = data.to_range(x, config.pixel_range)
+    if train:
+      logits, new = model.apply(v, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
+    else:
+      logits, new = model.apply(v, x, train=False), {}
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, (new.get("batch_stats", bs), (jnp.argmax(logits, -1) == y).mean())
+
+  def step(carry, i):
+    params, bs, opt, perm, ekey = carry
+    idx = jax.lax.dynamic_slice(perm, (i * b,), (b,))
+    x, y = train_x[idx], train_y[idx]
+    k_aug, k_drop = jax.random.split(jax.random.fold_in(ekey, i))
+    if config.augment:
+      x = augment.random_affine(k_aug, x, max_degrees=config.aug_degrees, max_shift=config.aug_shift)
+    (loss, (bs, _)), g = jax.value_and_grad(loss_fn, has_aux=True)(params, bs, x, y, k_drop, True)
+    updates, opt = tx.update(g, opt, params)
+    return (optax.apply_updates(params, updates), bs, opt, perm, ekey), loss
+
+  def epoch(carry, e):
+    params, bs, opt, best = carry
+    ekey = jax.random.fold_in(key, e)
+    perm = jax.random.permutation(ekey, n)
+    (params, bs, opt, _, _), losses = jax.lax.scan(step, (params, bs, opt, perm, ekey),
+                                                   jnp.arange(spe))
+    val_loss, (_, val_acc) = loss_fn(params, bs, val_x, val_y, ekey, False)
+    better = val_acc > best[2]
+    best = jax.tree_util.tree_map(lambda new, old: jnp.where(better, new, old),
+                                  (params, bs, val_acc, e), best)
+    return (params, bs, opt, best), (losses.mean(), val_loss, val_acc)
+
+  params, bs = variables["params"], variables.get("batch_stats", {})
+  best0 = (params, bs, jnp.array(-1.0), jnp.array(-1))
+  (_, _, _, best), curves = jax.lax.scan(epoch, (params, bs, tx.init(params), best0),
+                                         jnp.arange(config.num_epochs))
+  best_vars = {"params": best[0], **({"batch_stats": best[1]} if best[1] else {})}
+  return best_vars, best[3], curves
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def accuracy(model, variables, x01, pixel_range, y):
+  logits = model.apply(variables, data.to_range(x01, pixel_range), train=False)
+  return (jnp.argmax(logits, -1) == y).mean()
+
+
+def validate(config):
+  if config.mode not in MODES:
+    raise errors.UserError(f"config.mode must be one of {MODES}, got {config.mode!r}")
+  if config.mode != "scratch" and not config.pretrained_workdir:
+    raise errors.UserError(f"mode {config.mode!r} needs --config.pretrained_workdir=AE_WORKDIR")
+  if config.batch_size < 1 or config.num_epochs < 1:
+    raise errors.UserError("batch_size and num_epochs must be positive")
+
+
+def train_and_evaluate(config, workdir):
+  """Fits the classifier; writes metrics.jsonl, config.json, a checkpoint and plots."""
+  validate(config)
+  ds = data.load(config.dataset, config.data_dir)
+  if ds.labels is None:
+    raise errors.UserError(f"dataset {ds.name} has no labels; transfer needs them")
+  split = labelled_split(ds.labels, config.labels_per_split, config.seed)
+  if len(split["train"]) < config.batch_size:
+    raise errors.UserError(f"batch_size {config.batch_size} exceeds {len(split['train'])} labels")
+  model = build(config, ds.image_shape, ds.num_classes)
+  key = jax.random.PRNGKey(config.seed)
+  variables = jax.jit(lambda k: model.init({"params": k, "dropout": k},
+                                           jnp.zeros((1, *ds.image_shape)), train=False))(key)
+  source = ""
+  if config.mode != "scratch":
+    variables, step = load_pretrained(variables, config.pretrained_workdir)
+    source = f" from {config.pretrained_workdir} (step {step})"
+  n_params = models.count_params(variables["params"])
+  size = models.size_mb(variables["params"])
+  print(f"classifier ({config.model} encoder + head {tuple(config.head)}): {n_params:,} parameters "
+        f"({size:.2f} MB, {'<' if size < 20 else '>='} 20 MB); mode {config.mode}{source}; "
+        f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} labelled", flush=True)
+  mngr = checkpoint.manager(workdir, keep=1)
+  if checkpoint.steps(mngr):
+    print(f"run in {workdir} already finished; see metrics.jsonl", flush=True)
+    return json.load(open(os.path.join(workdir, "result.json")))
+  take = lambda s: (jnp.asarray(ds.images[split[s]]), jnp.asarray(ds.labels[split[s]]))
+  (tx_, ty_), (vx, vy), (sx, sy) = take("train"), take("val"), take("test")
+  best, best_epoch, (train_loss, val_loss, val_acc) = _fit(
+      model, ml_collections.FrozenConfigDict(config), variables, tx_, ty_, vx, vy,
+      jax.random.fold_in(key, 1))
+  test_acc = float(accuracy(model, best, sx, config.pixel_range, sy))
+  result = dict(val_acc=float(val_acc[best_epoch]), test_acc=test_acc, best_epoch=int(best_epoch) + 1,
+                num_params=n_params, size_mb=size, mode=config.mode)
+  writer = report.MetricsWriter(workdir, resume_step=-1)
+  for e in range(config.num_epochs):
+    writer.write(e + 1, {"train_loss": train_loss[e], "eval_loss": val_loss[e], "val_acc": val_acc[e]})
+  writer.close()
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
+  with open(os.path.join(workdir, "result.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  state = {"params": best["params"], "batch_stats": best.get("batch_stats", {})}
+  mngr.save(config.num_epochs, args=checkpoint.ocp.args.Composite(
+      state=checkpoint.ocp.args.StandardSave(state), meta=checkpoint.ocp.args.JsonSave(result)))
+  mngr.wait_until_finished()
+  visualize.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
+  print(f"best epoch {result['best_epoch']}: val acc {result['val_acc']:.3f}, "
+        f"test acc {test_acc:.3f}", flush=True)
+  return result

@@ -1,0 +1,39 @@
+"""Semi-supervised classifier (reports 000 and 003): an AE's encoder + a head, 100 labels.
+
+Report 000 (default): encoder 784-512-512-128, head 128-64-10, Adam 1e-3, batch 8,
+0.739M parameters. `get_config('003')`: report 003's BN/Dropout encoder 784-500-100-20
+and a Linear(20, 10) head.
+
+    python -m ae_jax.main --config=configs/transfer.py --workdir=/tmp/clf            # scratch
+    python -m ae_jax.main --config=configs/transfer.py --workdir=/tmp/clf2 \
+        --config.mode=finetune --config.pretrained_workdir=/tmp/ae
+"""
+import ml_collections
+
+from configs import default
+
+
+def get_config(variant="000"):
+  c = default.get_config()
+  c.trainer = "transfer"
+  c.model = "mlp"  # the encoder is this AE's `encode`; a pretrained run must match it
+  if variant == "000":
+    c.arch = ml_collections.ConfigDict(dict(hidden=(512, 512), latent_dim=128, latent_relu=False))
+    c.head = (64,)
+  elif variant == "003":
+    c.arch = ml_collections.ConfigDict(dict(hidden=(500, 100), latent_dim=20, batch_norm=True,
+                                            dropout=0.5, latent_relu=True))
+    c.head = ()
+  else:
+    raise ValueError(f"unknown transfer variant {variant!r}; use '000' or '003'")
+  c.mode = "scratch"  # scratch | frozen | finetune
+  c.pretrained_workdir = ""
+  c.labels_per_split = 100  # 100 train / 100 val / 100 test labels, stratified
+  c.batch_size = 8
+  c.learning_rate = 1e-3
+  c.num_epochs = 100  # best epoch chosen on the val labels
+  c.encoder_lr_scale = 1.0  # finetune: the encoder's learning rate relative to the head's
+  c.augment = False
+  c.aug_degrees = 10.0
+  c.aug_shift = 2.0
+  return c
