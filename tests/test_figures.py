@@ -63,7 +63,8 @@ def test_generate_command_writes_plots_and_rejects_bad_input(run, tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   for name in ("generated", "interpolation", "denoise", "reconstructions"):
     assert os.path.getsize(os.path.join(workdir, "plots", f"{name}.png")) > 3000
-  assert_user_error(run_cli("ae_jax.generate", f"--workdir={workdir}", "--pair=0,99999"), "out of range")
+  assert_user_error(run_cli("ae_jax.generate", f"--workdir={workdir}", "--plots=interpolation",
+                                    "--pair=0,99999"), "out of range")
   np.save(tmp_path / "rgb.npy", np.zeros((4, 32, 32, 3), np.uint8))
   assert_user_error(run_cli("ae_jax.embed", f"--workdir={workdir}", f"--dataset=npy:{tmp_path / 'rgb.npy'}",
                             f"--output={tmp_path / 'z.npy'}"), "expects")
