@@ -2,24 +2,45 @@
 
 A checkpoint holds the whole `TrainState` pytree (params, batch_stats, optimizer
 and plateau-scheduler state, step, rng) plus a JSON `meta` item with the data
-iterator position. Restore falls back past unreadable checkpoints.
+iterator position, and a `sha256sums.json` of its files written after orbax has
+finished it. Restore checks that manifest and the stored shapes before reading:
+a damaged checkpoint is skipped with a warning naming it, a checkpoint that does
+not fit the model is an error, and nothing is ever deleted.
 
     mngr = checkpoint.manager(workdir, keep=3)
     checkpoint.save(mngr, state, {'epoch': 2, 'batch_in_epoch': 0})
-    state, meta = checkpoint.restore(mngr, abstract_state)          # newest readable
+    found = checkpoint.restore_newest(mngr, abstract_state)   # Restored(state, meta, step, damaged) or None
+    checkpoint.set_aside(mngr, found.damaged)                  # -> WORKDIR/checkpoints_corrupt/<step>
     config, model, variables, step = checkpoint.load_for_inference(workdir)
 """
+import hashlib
 import json
+import logging
 import os
+import shutil
 import sys
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from ae_jax import errors
 
 SUBDIR = "checkpoints"
+CORRUPT_SUBDIR = "checkpoints_corrupt"
+CONFIG = "config.json"
+MANIFEST = "sha256sums.json"
+_ITEMS = ("state", "meta")
+
+
+class Restored(NamedTuple):
+  state: Any
+  meta: dict
+  step: int
+  damaged: tuple  # newer steps that were skipped as unreadable
 
 
 def manager(workdir, *, keep=3, keep_period=None, create=True):
@@ -29,11 +50,20 @@ def manager(workdir, *, keep=3, keep_period=None, create=True):
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, SUBDIR)), options=options)
 
 
+def step_dir(mngr, step):
+  return os.path.join(str(mngr.directory), str(step))
+
+
 def save(mngr, state, meta):
+  """Saves synchronously (orbax writes a temporary directory and renames it), then the manifest."""
   step = int(jax.device_get(state.step))
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           meta=ocp.args.JsonSave(meta)), force=True)
   mngr.wait_until_finished()
+  path = step_dir(mngr, step)
+  with open(os.path.join(path, MANIFEST + ".tmp"), "w") as f:
+    json.dump(_file_sums(path), f, indent=0, sort_keys=True)
+  os.replace(os.path.join(path, MANIFEST + ".tmp"), os.path.join(path, MANIFEST))
   return step
 
 
@@ -43,38 +73,160 @@ def steps(mngr):
   return sorted(mngr.all_steps())
 
 
-def restore(mngr, abstract_state, step=None):
-  """Restores `step` (or the newest readable one); returns (state, meta) or (None, None).
+def _file_sums(path):
+  sums = {}
+  for item in _ITEMS:
+    for root, dirs, files in os.walk(os.path.join(path, item)):
+      dirs.sort()
+      for name in sorted(files):
+        file = os.path.join(root, name)
+        with open(file, "rb") as f:
+          sums[os.path.relpath(file, path)] = [os.path.getsize(file), hashlib.sha256(f.read()).hexdigest()]
+  return sums
 
-  An unreadable newest checkpoint is skipped with a warning naming it; when every
-  checkpoint is unreadable this raises `UserError` and deletes nothing.
-  """
-  candidates = [step] if step is not None else list(reversed(steps(mngr)))
-  if step is not None and step not in steps(mngr):
-    raise errors.UserError(f"no checkpoint at step {step} in {mngr.directory}")
-  failures = []
-  for s in candidates:
+
+def damage(path):
+  """What is wrong with the files of the checkpoint in `path` (None: they are as saved, or unlisted)."""
+  manifest = os.path.join(path, MANIFEST)
+  if not os.path.isfile(manifest):  # saved by an older version, or killed just before writing it
+    return None
+  try:
+    with open(manifest) as f:
+      expected = json.load(f)
+  except (OSError, ValueError) as e:
+    return f"unreadable {MANIFEST}: {e}"
+  actual = _file_sums(path)
+  for name, (size, digest) in sorted(expected.items()):
+    if name not in actual:
+      return f"{name} is missing"
+    if actual[name][0] != size:
+      return f"{name} has {actual[name][0]} bytes, {size} when saved"
+    if actual[name][1] != digest:
+      return f"{name} does not match its checksum"
+  return None
+
+
+def _key(path):
+  return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _leaves(tree):
+  return {_key(p): (tuple(x.shape), np.dtype(x.dtype).name)
+          for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def misfit(path, abstract_state):
+  """None if the state stored in `path` has the leaves, shapes and dtypes of `abstract_state`."""
+  stored = _leaves(ocp.StandardCheckpointHandler().metadata(epath.Path(path) / "state").tree)
+  wanted = _leaves(abstract_state)
+  diffs = []
+  for k in sorted(set(stored) | set(wanted), key=lambda k: (not k.startswith("params"), k)):
+    if k not in wanted:
+      diffs.append(f"{k} is in the checkpoint but not in this model")
+    elif k not in stored:
+      diffs.append(f"{k} of this model is not in the checkpoint")
+    elif stored[k] != wanted[k]:
+      (s, sd), (w, wd) = stored[k], wanted[k]
+      diffs.append(f"{k} is {s} {sd} in the checkpoint, {w} {wd} in this model")
+  return None if not diffs else diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
+
+
+def _first_line(e):
+  return ((str(e).strip().splitlines() or [type(e).__name__])[0])[:200]
+
+
+def _warn(message):
+  print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _read(mngr, step, abstract_state):
+  """(state, meta, None), or (None, None, why) for a damaged checkpoint; UserError if it does not fit."""
+  path = step_dir(mngr, step)
+  why = damage(path)
+  if why is None:
     try:
-      out = mngr.restore(s, args=ocp.args.Composite(
+      wrong = misfit(path, abstract_state)
+    except Exception as e:  # pylint: disable=broad-except  (unreadable metadata)
+      why = _first_line(e)
+    else:
+      if wrong:
+        raise errors.UserError(f"checkpoint {path} does not fit this model: {wrong}")
+  if why is None:
+    asyncio_log = logging.getLogger("asyncio")  # damaged arrays make orbax's reads log tracebacks
+    level = asyncio_log.level
+    asyncio_log.setLevel(logging.CRITICAL)
+    try:
+      out = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-      return out["state"], dict(out["meta"] or {})
-    except Exception as e:  # orbax raises many types for truncated/mismatched files.
-      first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-      failures.append(f"step {s}: {first}")
-      print(f"warning: cannot read checkpoint {os.path.join(str(mngr.directory), str(s))} "
-            f"({first}); trying an older one", file=sys.stderr, flush=True)
-  if failures:
-    raise errors.UserError(
-        f"no readable checkpoint in {mngr.directory} that fits this model ({failures[0]})")
-  return None, None
+      return out["state"], dict(out["meta"] or {}), None
+    except Exception as e:  # pylint: disable=broad-except  (orbax raises many types)
+      why = _first_line(e)
+    finally:
+      asyncio_log.setLevel(level)
+  return None, None, why
+
+
+def restore_newest(mngr, abstract_state, step=None):
+  """The newest readable checkpoint (or exactly `step`) as `Restored`, or None when there is none.
+
+  A damaged checkpoint is skipped with a warning naming it; when every one is damaged
+  this raises `UserError`, and it deletes nothing.
+  """
+  available = steps(mngr)
+  if step is not None and step not in available:
+    raise errors.UserError(f"no checkpoint at step {step} in {mngr.directory}")
+  candidates = [step] if step is not None else available[::-1]
+  damaged = []
+  for i, s in enumerate(candidates):
+    state, meta, why = _read(mngr, s, abstract_state)
+    if why is None:
+      return Restored(state, meta, s, tuple(damaged))
+    damaged.append(s)
+    more = "; trying an older one" if i + 1 < len(candidates) else ""
+    _warn(f"checkpoint {step_dir(mngr, s)} is unreadable ({why}){more}")
+  if damaged:
+    raise errors.UserError(f"no readable checkpoint in {mngr.directory}: all {len(damaged)} are damaged "
+                           f"(newest, step {damaged[0]}, skipped above); nothing was changed")
+  return None
+
+
+def restore(mngr, abstract_state, step=None):
+  """(state, meta) of the newest readable checkpoint (or `step`), or (None, None) when there is none."""
+  found = restore_newest(mngr, abstract_state, step)
+  return (None, None) if found is None else (found.state, found.meta)
+
+
+def set_aside(mngr, damaged):
+  """Moves damaged checkpoints to WORKDIR/checkpoints_corrupt/ (kept, never deleted), freeing their steps."""
+  root = os.path.join(os.path.dirname(str(mngr.directory)), CORRUPT_SUBDIR)
+  for s in damaged:
+    dest, n = os.path.join(root, str(s)), 0
+    while os.path.exists(dest):
+      n += 1
+      dest = os.path.join(root, f"{s}.{n}")
+    os.makedirs(root, exist_ok=True)
+    shutil.move(step_dir(mngr, s), dest)
+    _warn(f"moved the unreadable checkpoint {step_dir(mngr, s)} to {dest}")
+  mngr.reload()
+
+
+def read_config_dict(workdir):
+  """The dict in WORKDIR/config.json, or None when there is none; UserError when it is unreadable."""
+  path = os.path.join(workdir, CONFIG)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.UserError(f"cannot read {path} ({e}); repair it, or use another --workdir") from e
 
 
 def read_config(workdir):
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise errors.UserError(f"no trained run in {workdir} (missing config.json)")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  config = read_config_dict(workdir)
+  if config is None:
+    raise errors.UserError(f"no trained run in {workdir} (missing {CONFIG})")
+  return ml_collections.ConfigDict(config)
 
 
 def load_for_inference(workdir, step=None):
@@ -85,5 +237,5 @@ def load_for_inference(workdir, step=None):
   if mngr is None or not steps(mngr):
     raise errors.UserError(f"no checkpoint in {os.path.join(workdir, SUBDIR)}")
   model, abstract = train_state.abstract_state(config)
-  state, _ = restore(mngr, abstract, step)
-  return config, model, train_state.variables(state), int(state.step)
+  found = restore_newest(mngr, abstract, step)
+  return config, model, train_state.variables(found.state), found.step

@@ -4,36 +4,37 @@
     from ae_jax import train
     state = train.train_and_evaluate(mlp.get_config(), '/tmp/mlp')
 
-Validates input first (nothing is written before that), resumes from the newest
-checkpoint, runs jitted multi-step calls, evaluates every epoch, checkpoints,
-stops cleanly on SIGTERM/SIGINT, and writes metrics and plots.
+Validates all input first (nothing is written before that), resumes from the newest
+readable checkpoint, runs jitted multi-step calls, evaluates every epoch, checkpoints,
+and writes metrics and plots. SIGTERM/SIGINT save a checkpoint at the next call
+boundary and return (a second signal acts as usual); a non-finite loss raises
+`errors.NonFiniteLoss` and keeps the last good checkpoint. Data order and step rngs
+derive from the step, so a run interrupted and resumed ends bit-identical to an
+uninterrupted one.
 """
 import functools
-import json
 import os
-import shutil
 import signal
+import threading
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ae_jax import checkpoint, data, errors, models, report, steps, train_state, visualize
-
-# Keys that may change between runs on one workdir (extending or re-plotting a run).
-RESUMABLE_KEYS = ("num_epochs", "log_every_steps", "steps_per_call", "overwrite",
-                  "eval_batch_size", "reconstruction_indices", "checkpoint", "init_from")
+from ae_jax import workdir as workdirs
 
 
 def validate(config):
   c = config
-  positive = {"batch_size": c.batch_size, "steps_per_call": c.steps_per_call,
-              "log_every_steps": c.log_every_steps, "eval_batch_size": c.eval_batch_size}
-  for k, v in positive.items():
-    if not isinstance(v, int) or v < 1:
-      raise errors.UserError(f"config.{k} must be a positive integer, got {v!r}")
-  if c.num_epochs < 0:
-    raise errors.UserError(f"config.num_epochs must be >= 0, got {c.num_epochs}")
+  integers = {"batch_size": (c.batch_size, 1), "steps_per_call": (c.steps_per_call, 1),
+              "log_every_steps": (c.log_every_steps, 1), "eval_batch_size": (c.eval_batch_size, 1),
+              "num_epochs": (c.num_epochs, 0), "checkpoint.every_epochs": (c.checkpoint.every_epochs, 1),
+              "checkpoint.keep": (c.checkpoint.keep, 1), "checkpoint.keep_evenly": (c.checkpoint.keep_evenly, 0)}
+  for k, (v, lo) in integers.items():
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+      raise errors.UserError(f"config.{k} must be an integer >= {lo}, got {v!r}")
   if not c.learning_rate > 0:
     raise errors.UserError(f"config.learning_rate must be > 0, got {c.learning_rate}")
   if c.pixel_range not in models.OUTPUT_ACTIVATION:
@@ -41,31 +42,6 @@ def validate(config):
   if c.optimizer not in ("adam", "adamw"):
     raise errors.UserError(f"config.optimizer must be 'adam' or 'adamw', got {c.optimizer!r}")
   models.model_class(c.model)
-
-
-def _identity(config_dict):
-  return {k: v for k, v in config_dict.items() if k not in RESUMABLE_KEYS + ("derived",)}
-
-
-def _check_workdir(config, workdir):
-  """Refuses a workdir that holds a run of another config, unless config.overwrite."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    return
-  with open(path) as f:
-    old = json.load(f)
-  new = json.loads(config.to_json())
-  diff = sorted(k for k in set(_identity(old)) | set(_identity(new)) if old.get(k) != new.get(k))
-  if not diff:
-    return
-  if not config.overwrite:
-    raise errors.UserError(f"{workdir} holds a run of a different config (differs in: "
-                           f"{', '.join(diff)}); use another --workdir or --config.overwrite=True")
-  print(f"overwriting the run in {workdir} (config differs in: {', '.join(diff)})", flush=True)
-  shutil.rmtree(os.path.join(workdir, checkpoint.SUBDIR), ignore_errors=True)
-  for name in (report.METRICS, "config.json"):
-    if os.path.exists(os.path.join(workdir, name)):
-      os.remove(os.path.join(workdir, name))
 
 
 def _init_from(state, source):
@@ -81,30 +57,54 @@ def _init_from(state, source):
 
 
 class _StopFlag:
-  """SIGTERM/SIGINT set a flag; the loop checkpoints at the next call boundary."""
+  """SIGTERM/SIGINT set a flag the loop polls at call boundaries; a second one acts as usual."""
 
   def __init__(self):
     self.signal = None
     self._old = {}
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._old[sig] = signal.signal(sig, self._handle)
+    if threading.current_thread() is threading.main_thread():  # only it may set handlers
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._old[sig] = signal.signal(sig, self._handle)
     return self
 
   def _handle(self, signum, _):
-    self.signal = signal.Signals(signum).name
+    if self.signal is None:
+      self.signal = signal.Signals(signum).name
+      return
+    self.__exit__()
+    signal.raise_signal(signum)  # SIGINT: KeyboardInterrupt; SIGTERM: the process ends now
 
   def __exit__(self, *exc):
     for sig, handler in self._old.items():
       signal.signal(sig, handler)
+    self._old = {}
 
 
-def _check_finite(pending):
-  """Host sync at the logging cadence only: raises at the first non-finite loss."""
+@jax.jit
+def _all_finite(tree):
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
+def _last_kept(mngr):
+  kept = checkpoint.steps(mngr)
+  return f"kept the last good checkpoint (step {kept[-1]})" if kept else "no checkpoint was saved"
+
+
+def _check_finite(pending, mngr):
+  """Host sync at the logging cadence only: raises at the first step whose loss is non-finite."""
   for bad_step in pending:
     if int(bad_step) >= 0:
-      raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; the last good checkpoint is kept")
+      raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; {_last_kept(mngr)}")
+
+
+def _save(mngr, state, pending, meta):
+  """Checkpoints only finite states: every loss since the last check and the variables."""
+  _check_finite(pending, mngr)
+  if not _all_finite(train_state.variables(state)):
+    raise errors.NonFiniteLoss(f"non-finite parameters at step {int(state.step)}; {_last_kept(mngr)}")
+  checkpoint.save(mngr, state, meta)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -125,6 +125,13 @@ def write_plots(config, workdir, model, variables, ds):
 
 
 def train_and_evaluate(config, workdir):
+  """Trains (or resumes, or extends) the run in `workdir`; returns the final `TrainState`."""
+  with _StopFlag() as stop:
+    return _run(config, workdir, stop)
+
+
+def _run(config, workdir, stop):
+  # Everything that can refuse the input runs before anything is written.
   validate(config)
   full = data.load(config.dataset, config.data_dir)
   train_ds, val_ds = data.split(full, config.val_fraction, config.seed)
@@ -134,7 +141,7 @@ def train_and_evaluate(config, workdir):
   if steps_per_epoch < 1:
     raise errors.UserError(f"batch_size {config.batch_size} exceeds the {len(train_ds)} training images")
   mesh = steps.make_mesh(config.batch_size)
-  _check_workdir(config, workdir)
+  overwrite = workdirs.check(config, workdir)
 
   model = models.build(config, full.image_shape)
   tx = train_state.optimizer(config, steps_per_epoch)
@@ -147,22 +154,26 @@ def train_and_evaluate(config, workdir):
   keep_period = None
   if config.checkpoint.keep_evenly:
     keep_period = steps_per_epoch * max(1, config.num_epochs // config.checkpoint.keep_evenly)
-  mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_period=keep_period)
-  restored, meta = checkpoint.restore(mngr, state)
-  if restored is not None:
-    state = restored
-    print(f"resuming from checkpoint at step {int(state.step)} (epoch {meta.get('epoch')})", flush=True)
-  elif config.init_from:
+  mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_period=keep_period, create=False)
+  found = None if overwrite else checkpoint.restore_newest(mngr, state)
+  if found is None and config.init_from:
     state = _init_from(state, config.init_from)
 
-  derived = dict(image_shape=list(full.image_shape), steps_per_epoch=steps_per_epoch,
-                 num_train=len(train_ds), num_val=len(val_ds), num_params=n_params,
-                 class_names=full.class_names)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump({**json.loads(config.to_json()), "derived": derived}, f, indent=2)
+  # The input is accepted: from here on the workdir is written.
+  if overwrite:
+    workdirs.wipe(workdir)
+    mngr.reload()
+  meta = {}
+  if found is not None:
+    checkpoint.set_aside(mngr, found.damaged)  # frees their steps for the saves to come
+    state, meta = found.state, found.meta
+    print(f"resuming from checkpoint at step {found.step} (epoch {meta.get('epoch')})", flush=True)
+  workdirs.write_config(workdir, config, dict(
+      image_shape=list(full.image_shape), steps_per_epoch=steps_per_epoch, num_train=len(train_ds),
+      num_val=len(val_ds), num_params=n_params, class_names=full.class_names))
 
   total = config.num_epochs * steps_per_epoch
-  step = int(state.step)
+  start = step = int(state.step)
   if step >= total:
     print(f"run in {workdir} already finished at step {step} ({config.num_epochs} epochs); "
           "nothing to train", flush=True)
@@ -178,52 +189,50 @@ def train_and_evaluate(config, workdir):
   writer = report.MetricsWriter(workdir, step)
   progress = report.Progress(total, config.batch_size, step)
   pending, t_start = [], time.perf_counter()
-  reset_log = bool(meta and meta.get("reset_log"))  # a log line was read just before the save
+  reset_log = bool(meta.get("reset_log"))  # a log line was read just before the save
   try:
-    with _StopFlag() as stop:
-      while step < total:
-        k = min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch, total - step)
-        first = not traces
-        t0 = time.perf_counter()
-        state, bad_step = chunk(state, images, k, reset_log)
-        reset_log = False
-        pending.append(bad_step)
-        if first:
-          jax.block_until_ready(bad_step)
-          print(f"compiled + ran the first {k}-step train call in {time.perf_counter() - t0:.2f} s",
-                flush=True)
-          progress.restart_clock(step + k)
-        prev, step = step, step + k
-        epoch_end = step % steps_per_epoch == 0
-        if step // config.log_every_steps > prev // config.log_every_steps or epoch_end:
-          _check_finite(pending)
-          pending = []
-          log_sum, log_count = jax.device_get((state.log_sum, state.log_count))
-          line = {"train_loss": float(log_sum / log_count),
-                  "learning_rate": train_state.learning_rate(config, state.opt_state),
-                  "epoch": step / steps_per_epoch}
-          writer.write(step, line)
-          progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // steps_per_epoch),
-                        num_epochs=config.num_epochs)
-          reset_log = True
-        if epoch_end and val_images is not None:
-          ev = jax.device_get(evaluate(train_state.variables(state), val_images))
-          writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
-          print(f"  eval after epoch {step // steps_per_epoch}: " +
-                ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)
-        epoch = step // steps_per_epoch
-        if (epoch_end and (epoch % config.checkpoint.every_epochs == 0 or step == total)) or stop.signal:
-          _check_finite(pending)
-          pending = []
-          checkpoint.save(mngr, state, {"epoch": epoch, "batch_in_epoch": step % steps_per_epoch,
-                                        "steps_per_epoch": steps_per_epoch,
-                                        "reset_log": reset_log})
-        if stop.signal:
-          print(f"stopped by {stop.signal} at step {step}: checkpoint saved; "
-                "rerun the same command to resume", flush=True)
-          return state
+    while step < total and not stop.signal:
+      k = min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch, total - step)
+      first = not traces
+      t0 = time.perf_counter()
+      state, bad_step = chunk(state, images, k, reset_log)
+      reset_log = False
+      pending.append(bad_step)
+      if first:
+        jax.block_until_ready(bad_step)
+        print(f"compiled + ran the first {k}-step train call in {time.perf_counter() - t0:.2f} s",
+              flush=True)
+        progress.restart_clock(step + k)
+      prev, step = step, step + k
+      epoch_end = step % steps_per_epoch == 0
+      if step // config.log_every_steps > prev // config.log_every_steps or epoch_end:
+        _check_finite(pending, mngr)
+        pending = []
+        log_sum, log_count = jax.device_get((state.log_sum, state.log_count))
+        line = {"train_loss": float(log_sum / log_count),
+                "learning_rate": train_state.learning_rate(config, state.opt_state),
+                "epoch": step / steps_per_epoch}
+        writer.write(step, line)
+        progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // steps_per_epoch),
+                      num_epochs=config.num_epochs)
+        reset_log = True
+      if epoch_end and val_images is not None:
+        ev = jax.device_get(evaluate(train_state.variables(state), val_images))
+        writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
+        print(f"  eval after epoch {step // steps_per_epoch}: " +
+              ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)
+      epoch = step // steps_per_epoch
+      if (epoch_end and (epoch % config.checkpoint.every_epochs == 0 or step == total)) or stop.signal:
+        _save(mngr, state, pending, {"epoch": epoch, "batch_in_epoch": step % steps_per_epoch,
+                                     "steps_per_epoch": steps_per_epoch, "reset_log": reset_log})
+        pending = []
   finally:
     writer.close()
+  if stop.signal:
+    done = "checkpoint saved" if step > start else "nothing new to save"
+    print(f"stopped by {stop.signal} at step {step}: {done}; rerun the same command to resume",
+          flush=True)
+    return state
   print(f"trained {total} steps in {time.perf_counter() - t_start:.1f} s", flush=True)
   write_plots(config, workdir, model, train_state.variables(state), full)
   return state

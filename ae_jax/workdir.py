@@ -1,0 +1,90 @@
+"""A training run's workdir: refuse another config's run, write `config.json` atomically.
+
+`check` only reads, so input it refuses leaves the workdir byte-for-byte unchanged.
+
+    from ae_jax import workdir
+    from configs import mlp
+    overwrite = workdir.check(mlp.get_config(), '/tmp/mlp')    # UserError for another config's run
+    workdir.write_config('/tmp/mlp', mlp.get_config(), derived={'steps_per_epoch': 140})
+"""
+import json
+import os
+import shutil
+
+from ae_jax import checkpoint, errors, report
+
+
+# Keys that may change between runs on one workdir (extending or re-plotting a run).
+RESUMABLE_KEYS = ("num_epochs", "log_every_steps", "steps_per_call", "overwrite",
+                  "eval_batch_size", "reconstruction_indices", "checkpoint", "init_from")
+
+
+def _flatten(tree, prefix=""):
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _identity(config_dict):
+  """The flattened keys that define a run (the resumable ones and `derived` left out)."""
+  return {k: v for k, v in _flatten(config_dict).items()
+          if k.split(".")[0] not in RESUMABLE_KEYS + ("derived",)}
+
+
+def differences(old, new):
+  """['arch.latent_dim (8 in the workdir, 4 now)', ...] between two config dicts."""
+  old, new = _identity(old), _identity(new)
+  show = lambda d, k: json.dumps(d[k]) if k in d else "absent"
+  return [f"{k} ({show(old, k)} in the workdir, {show(new, k)} now)"
+          for k in sorted(set(old) | set(new)) if old.get(k, ()) != new.get(k, ())]
+
+
+def _check_writable(path):
+  p = os.path.abspath(path)
+  while not os.path.exists(p):
+    p = os.path.dirname(p)
+  if not os.path.isdir(p):
+    raise errors.UserError(f"cannot use --workdir={path}: {p} is a file, not a directory")
+  if not os.access(p, os.W_OK | os.X_OK):
+    raise errors.UserError(f"cannot write to --workdir={path}: {p} is not writable")
+
+
+def check(config, path):
+  """Accepts `path` for this config without writing; True when it must first be wiped.
+
+  A workdir holding a run of another config is refused unless `config.overwrite`.
+  """
+  _check_writable(path)
+  old = checkpoint.read_config_dict(path)
+  if old is None:
+    return False
+  diff = differences(old, json.loads(config.to_json()))
+  if not diff:
+    return False
+  listed = "; ".join(diff[:3]) + ("; …" if len(diff) > 3 else "")
+  if not config.overwrite:
+    raise errors.UserError(f"{path} holds a run of a different config (differs in: {listed}); "
+                           "use another --workdir or --config.overwrite=True")
+  print(f"overwriting the run in {path} (config differs in: {listed})", flush=True)
+  return True
+
+
+def wipe(path):
+  """Removes a previous run's checkpoints, metrics and config (`--config.overwrite=True`)."""
+  shutil.rmtree(os.path.join(path, checkpoint.SUBDIR), ignore_errors=True)
+  for name in (report.METRICS, checkpoint.CONFIG):
+    if os.path.exists(os.path.join(path, name)):
+      os.remove(os.path.join(path, name))
+
+
+def write_config(path, config, derived):
+  """Writes `config.json` (the resolved config plus `derived`) by rename, so a kill never truncates it."""
+  os.makedirs(path, exist_ok=True)
+  file = os.path.join(path, checkpoint.CONFIG)
+  with open(file + ".tmp", "w") as f:
+    json.dump({**json.loads(config.to_json()), "derived": derived}, f, indent=2)
+  os.replace(file + ".tmp", file)
