@@ -51,8 +51,9 @@ def optimizer(config, steps_per_epoch):
 
 def learning_rate(config, opt_state):
   """Current learning rate (host float): base rate times the plateau scheduler's scale."""
-  scale = optax.tree_utils.tree_get(opt_state, "scale", default=1.0)
-  return config.learning_rate * float(jax.device_get(scale))
+  is_plateau = lambda x: isinstance(x, optax.contrib.ReduceLROnPlateauState)
+  states = [s for s in jax.tree_util.tree_leaves(opt_state, is_leaf=is_plateau) if is_plateau(s)]
+  return config.learning_rate * (float(jax.device_get(states[0].scale)) if states else 1.0)
 
 
 def seeds(seed):

@@ -154,6 +154,14 @@ def accuracy(model, variables, x01, pixel_range, y):
   return (jnp.argmax(logits, -1) == y).mean()
 
 
+def _trace_config(config):
+  """The hashable part of the config the fit is traced with: seeds and paths do not
+  change the program, so runs over seeds share one compilation."""
+  c = config.copy_and_resolve_references()
+  c.seed, c.pretrained_workdir, c.init_from = 0, "", ""
+  return ml_collections.FrozenConfigDict(c)
+
+
 def validate(config):
   if config.mode not in MODES:
     raise errors.UserError(f"config.mode must be one of {MODES}, got {config.mode!r}")
@@ -192,8 +200,7 @@ def train_and_evaluate(config, workdir):
   take = lambda s: (jnp.asarray(ds.images[split[s]]), jnp.asarray(ds.labels[split[s]]))
   (tx_, ty_), (vx, vy), (sx, sy) = take("train"), take("val"), take("test")
   best, best_epoch, (train_loss, val_loss, val_acc) = _fit(
-      model, ml_collections.FrozenConfigDict(config), variables, tx_, ty_, vx, vy,
-      jax.random.fold_in(key, 1))
+      model, _trace_config(config), variables, tx_, ty_, vx, vy, jax.random.fold_in(key, 1))
   test_acc = float(accuracy(model, best, sx, config.pixel_range, sy))
   result = dict(val_acc=float(val_acc[best_epoch]), test_acc=test_acc, best_epoch=int(best_epoch) + 1,
                 num_params=n_params, size_mb=size, mode=config.mode)
