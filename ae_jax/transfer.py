@@ -154,6 +154,17 @@ def accuracy(model, variables, x01, pixel_range, y):
   return (jnp.argmax(logits, -1) == y).mean()
 
 
+def pseudo_labels(model, variables, pool_x, pixel_range, per_class, num_classes):
+  """The `per_class` most confident predictions of each class on unlabelled images."""
+  logits = jax.jit(lambda v, x: model.apply(v, data.to_range(x, pixel_range), train=False))(
+      variables, pool_x)
+  prob = np.asarray(jax.nn.softmax(logits))
+  pred, conf = prob.argmax(-1), prob.max(-1)
+  keep = np.concatenate([np.flatnonzero(pred == c)[np.argsort(-conf[pred == c])][:per_class]
+                         for c in range(num_classes)])
+  return pool_x[keep], jnp.asarray(pred[keep], jnp.int32)
+
+
 def _trace_config(config):
   """The hashable part of the config the fit is traced with: seeds and paths do not
   change the program, so runs over seeds share one compilation."""
@@ -199,15 +210,25 @@ def train_and_evaluate(config, workdir):
     return json.load(open(os.path.join(workdir, "result.json")))
   take = lambda s: (jnp.asarray(ds.images[split[s]]), jnp.asarray(ds.labels[split[s]]))
   (tx_, ty_), (vx, vy), (sx, sy) = take("train"), take("val"), take("test")
-  best, best_epoch, (train_loss, val_loss, val_acc) = _fit(
-      model, _trace_config(config), variables, tx_, ty_, vx, vy, jax.random.fold_in(key, 1))
+  writer = report.MetricsWriter(workdir, resume_step=-1)
+  fit_x, fit_y, pool = tx_, ty_, jnp.asarray(ds.images[split["unlabelled"]])
+  for r in range(config.self_train.rounds + 1):
+    if r:  # self-training: add the most confident predictions on unlabelled images
+      px, py = pseudo_labels(model, best, pool, config.pixel_range, config.self_train.per_class * r,
+                             ds.num_classes)
+      fit_x, fit_y = jnp.concatenate([tx_, px]), jnp.concatenate([ty_, py])
+    best, best_epoch, (train_loss, val_loss, val_acc) = _fit(
+        model, _trace_config(config), variables, fit_x, fit_y, vx, vy, jax.random.fold_in(key, 1 + r))
+    for e in range(config.num_epochs):
+      writer.write(r * config.num_epochs + e + 1,
+                   {"train_loss": train_loss[e], "eval_loss": val_loss[e], "val_acc": val_acc[e]})
+    print(f"  round {r}: {len(fit_y)} training labels, best val acc {float(val_acc[best_epoch]):.3f}",
+          flush=True)
+  writer.close()
   test_acc = float(accuracy(model, best, sx, config.pixel_range, sy))
   result = dict(val_acc=float(val_acc[best_epoch]), test_acc=test_acc, best_epoch=int(best_epoch) + 1,
-                num_params=n_params, size_mb=size, mode=config.mode)
-  writer = report.MetricsWriter(workdir, resume_step=-1)
-  for e in range(config.num_epochs):
-    writer.write(e + 1, {"train_loss": train_loss[e], "eval_loss": val_loss[e], "val_acc": val_acc[e]})
-  writer.close()
+                num_params=n_params, size_mb=size, mode=config.mode,
+                self_train_rounds=config.self_train.rounds)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json(indent=2))
   with open(os.path.join(workdir, "result.json"), "w") as f:

@@ -33,6 +33,9 @@ def get_config(variant="000"):
   c.learning_rate = 1e-3
   c.num_epochs = 100  # best epoch chosen on the val labels
   c.encoder_lr_scale = 1.0  # finetune: the encoder's learning rate relative to the head's
+  # Self-training: refit with the `per_class`·round most confident predictions on the
+  # unlabelled images per class added as labels (0 rounds = plain transfer).
+  c.self_train = ml_collections.ConfigDict(dict(rounds=0, per_class=100))
   c.augment = False
   c.aug_degrees = 10.0
   c.aug_shift = 2.0
