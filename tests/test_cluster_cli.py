@@ -1,0 +1,107 @@
+"""End to end: `python -m ae_jax.cluster` over given embeddings and over a trained AE."""
+import csv
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_user_error, run_cli
+
+FAST = ["--config=configs/cluster.py", "--config.tsne.early_exaggeration_iter=50",
+        "--config.tsne.n_iter=50", "--config.tsne.n_jobs=1", "--config.kmeans.n_init=3",
+        "--config.kpca.n_components=10"]
+
+
+def _tree_hash(path):
+  h = hashlib.sha256()
+  for root, dirs, files in sorted(os.walk(path)):
+    dirs.sort()
+    for name in sorted(files):
+      p = os.path.join(root, name)
+      h.update(p.encode())
+      h.update(open(p, "rb").read())
+  return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory):
+  d = tmp_path_factory.mktemp("arrays")
+  rng = np.random.default_rng(0)
+  y = np.arange(150) % 3
+  x = (rng.normal(size=(150, 6)) + 8 * np.eye(6)[y]).astype(np.float32)
+  files = {"x": x, "y": y, "x1d": x[:, 0], "y_short": y[:100]}
+  for name, arr in files.items():
+    np.save(d / f"{name}.npy", arr)
+  return {name: str(d / f"{name}.npy") for name in files}
+
+
+@pytest.fixture(scope="module")
+def clustered(arrays, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("cluster"))
+  proc = run_cli("ae_jax.cluster", f"--workdir={workdir}", *FAST, "--config.num_clusters=3",
+                 f"--config.embeddings={arrays['x']}", f"--config.labels={arrays['y']}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc
+
+
+def test_embeddings_run_writes_labels_metrics_and_plot(clustered):
+  workdir, proc = clustered
+  out = os.path.join(workdir, "cluster")
+  rows = list(csv.reader(open(os.path.join(out, "labels.csv"))))
+  assert rows[0] == ["id", "label"] and len(rows) == 151
+  assert [int(r[0]) for r in rows[1:]] == list(range(150))
+  assert {int(r[1]) for r in rows[1:]} == {0, 1, 2}
+  m = json.load(open(os.path.join(out, "metrics.json")))
+  assert {"acc", "nmi", "ari", "seconds", "n", "methods"} <= set(m)
+  assert m["n"] == 150 and m["acc"] == 1.0
+  assert {"kpca", "tsne", "kmeans", "total"} <= set(m["seconds"])
+  assert m["methods"]["kpca"] == "exact" and m["methods"]["tsne"].startswith("openTSNE")
+  assert os.path.getsize(os.path.join(out, "embedding.png")) > 5000
+  assert "acc=1.0000" in proc.stdout
+  assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--config.embeddings={x1d}"], "N×D"),
+    (["--config.embeddings={x}", "--config.labels={y_short}"], "labels must be a vector of 150"),
+    (["--config.embeddings={x}", "--config.num_clusters=151"], "num_clusters"),
+    (["--config.embeddings={x}", "--config.labels=missing.npy"], "labels file not found"),
+    (["--config.embeddings=missing.npy"], "embeddings file not found"),
+    (["--config.embeddings={x}", "--config.tsne.nope=1"], "unknown config key"),
+])
+def test_bad_input_fails_and_leaves_the_workdir_unchanged(clustered, arrays, args, fragment):
+  workdir, _ = clustered
+  before = _tree_hash(workdir)
+  proc = run_cli("ae_jax.cluster", f"--workdir={workdir}", *FAST,
+                 *[a.format(**arrays) for a in args])
+  assert_user_error(proc, fragment)
+  assert _tree_hash(workdir) == before
+
+
+def test_workdir_without_a_trained_run_is_an_error(tmp_path):
+  proc = run_cli("ae_jax.cluster", f"--workdir={tmp_path}", *FAST)
+  assert_user_error(proc, "no trained run")
+  assert os.listdir(tmp_path) == []
+
+
+def test_trained_autoencoder_with_checkpoint_curve(tmp_path):
+  workdir = str(tmp_path / "run")
+  train = run_cli("ae_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
+                  "--config.num_epochs=2", "--config.batch_size=128")
+  assert train.returncode == 0, train.stderr[-3000:]
+  proc = run_cli("ae_jax.cluster", f"--workdir={workdir}", *FAST, "--config.max_points=600",
+                 "--config.all_checkpoints=True")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = os.path.join(workdir, "cluster")
+  m = json.load(open(os.path.join(out, "metrics.json")))
+  assert m["n"] == 600 and m["dim"] == 8 and 0.1 < m["acc"] <= 1.0
+  assert m["source"]["dataset"] == "mnist_5k" and m["source"]["checkpoint_step"] == 70
+  assert "encode" in m["seconds"]
+  rows = list(csv.reader(open(os.path.join(out, "labels.csv"))))
+  assert len(rows) == 601 and all(0 <= int(r[0]) < 5000 for r in rows[1:])
+  curve = json.load(open(os.path.join(out, "checkpoint_curve.json")))
+  assert [r["step"] for r in curve] == [35, 70]
+  assert curve[1]["train_mse"] < curve[0]["train_mse"] and all("val_acc" in r for r in curve)
+  assert os.path.getsize(os.path.join(out, "checkpoint_curve.png")) > 5000
