@@ -1,10 +1,12 @@
 """Shared fixtures: an isolated TFDS data dir, shrunken configs, and a CLI runner."""
-import importlib
 import os
 import subprocess
 import sys
 
 import pytest
+
+import configs
+from configs import load as get_config  # pylint: disable=unused-import
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,22 +19,10 @@ def tfds_data_dir(tmp_path_factory):
   return path
 
 
-def get_config(name, **overrides):
-  """configs/NAME.py's config with `overrides` applied (nested keys as 'a.b')."""
-  config = importlib.import_module(f"configs.{name}").get_config()
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
 def tiny(name="mlp", **overrides):
   """A config shrunk to run in a second or two on mnist_5k."""
   base = dict(num_epochs=1, batch_size=64, steps_per_call=8, log_every_steps=20)
-  return get_config(name, **{**base, **overrides})
+  return configs.load(name, **{**base, **overrides})
 
 
 def run_cli(module, *args, timeout=300):
