@@ -4,21 +4,18 @@ For each seed: a stratified 100/100/100 labelled split of mnist_5k; the AE is
 pretrained on the remaining images (labels unused); then every mode (scratch,
 frozen probe, fine-tuned) with augmentation off/on. Writes results.md/results.json.
 
-    python experiments/semi_supervised.py --out=runs/semi --seeds=5
+    python -m experiments.semi_supervised --out=runs/semi --seeds=5
 """
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ae_jax import data, train, transfer  # pylint: disable=wrong-import-position
-from configs import mlp as mlp_config  # pylint: disable=wrong-import-position
-from configs import transfer as transfer_config  # pylint: disable=wrong-import-position
+from ae_jax import data, train, transfer
+from configs import mlp as mlp_config
+from configs import transfer as transfer_config
 
 REPORTED = {"000": "scratch 52% → pretrained 71% (test)", "003": "≈70% → ≈80%"}
 
@@ -78,7 +75,7 @@ def markdown(summary, seconds, args):
                  f"{s['val_mean']:.3f} ± {s['val_std']:.3f} | {s['test_mean']:.3f} ± {s['test_std']:.3f} | "
                  f"{s['num_params']:,} | {s['size_mb']:.2f} ({'yes' if s['size_mb'] < 20 else 'no'}) | "
                  f"{REPORTED.get(s['family'], '')} |")
-  lines += ["", f"Reproduce: `python experiments/semi_supervised.py --out={args.out} --seeds={args.seeds}`"]
+  lines += ["", f"Reproduce: `python -m experiments.semi_supervised --out={args.out} --seeds={args.seeds}`"]
   return "\n".join(lines) + "\n"
 
 
