@@ -1,13 +1,26 @@
 """Jitted training and evaluation: several steps per call, state donated, data on device.
 
-The training images live on device (replicated); each call gathers its batches by
-an epoch-seeded permutation, runs `num_steps` optimizer steps in a `lax.scan`, and
-returns per-step losses. Batches are sharded along the mesh's `data` axis.
+The training images live on device (replicated, put there once); each call gathers its
+batches by an epoch-seeded permutation and runs `num_steps` optimizer steps in a
+`lax.fori_loop` whose trip count is traced (one compiled program for every chunk length).
+The state is donated and nothing is read back per step: the call returns the first step
+whose loss was not finite (or -1), and the loss sums sit in the state.
 
+Data parallel: `make_mesh` spans every device (all hosts) with one `data` axis; params and
+optimizer state are replicated, each batch is sharded along `data`, and XLA inserts the
+gradient all-reduce, so the result equals one device's up to float summation order.
+
+Mixed precision (`config.half_precision`): params and inputs are cast to bfloat16 inside
+the loss function, so the forward and backward passes run in bf16 while the master params,
+the optimizer state, the gradients and every loss reduction stay float32. Meant for
+accelerators with bf16 units; on a CPU it is slower (see experiments/README.md).
+
+    mesh = steps.make_mesh(config.batch_size)
+    state, images = steps.replicate((state, images_NHWC), mesh)
     chunk = steps.make_train_chunk(model, tx, config, n_train=4500, mesh=mesh)
-    state, bad_step = chunk(state, images_NHWC, 8, False)
+    state, bad_step = chunk(state, images, 8, False)
     evaluate = steps.make_eval(model, config, mesh)
-    metrics = evaluate(variables, val_images_NHWC)     # {'eval_loss', 'mse', ...}
+    metrics = evaluate(variables, val_images)          # {'eval_loss', 'mse', ...}
 """
 import functools
 
@@ -21,15 +34,50 @@ from ae_jax import data, errors, losses, train_state
 
 
 def make_mesh(batch_size):
+  """A 1-D mesh over every device, axis `data`; the batch must split evenly across it."""
   devices = np.array(jax.devices())
   if batch_size % len(devices):
-    raise errors.UserError(f"batch_size {batch_size} is not divisible by the {len(devices)} devices")
+    raise errors.UserError(f"batch_size {batch_size} is not divisible by the {len(devices)} "
+                           f"devices; use a multiple of {len(devices)}")
   return Mesh(devices, ("data",))
 
 
 def replicate(tree, mesh):
-  """Places arrays replicated on every device of the mesh (do this to state and data once)."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """Places arrays replicated on every device of the mesh (do this to state and data once).
+
+  With several processes (multi-host) each one passes the same host values and only its
+  own devices are written."""
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(a):
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+  return jax.tree_util.tree_map(put, tree)
+
+
+class _HalfPrecision:
+  """Wraps a Linen module: params and float inputs cast to bf16 on the way in, float
+  outputs back to f32 on the way out (other collections, e.g. batch_stats, untouched)."""
+
+  def __init__(self, model):
+    self.model = model
+
+  def apply(self, variables, x, **kwargs):
+    to = lambda dtype: lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    variables = {**variables, "params": jax.tree_util.tree_map(to(jnp.bfloat16), variables["params"])}
+    res = self.model.apply(variables, to(jnp.bfloat16)(x), **kwargs)
+    if kwargs.get("mutable"):
+      out, mutated = res
+      return jax.tree_util.tree_map(to(jnp.float32), out), mutated
+    return jax.tree_util.tree_map(to(jnp.float32), res)
+
+
+def compute_model(model, config):
+  """The module the loss calls: `model` itself, or its bf16 wrapper under half_precision."""
+  return _HalfPrecision(model) if config.get("half_precision", False) else model
 
 
 def _shard_batch(x, mesh):
@@ -45,6 +93,7 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
   batch = config.batch_size
   steps_per_epoch = n_train // batch
   _, data_key, _ = train_state.seeds(config.seed)
+  model = compute_model(model, config)
 
   def one_step(state, images, perm):
     i = state.step % steps_per_epoch
@@ -90,6 +139,7 @@ def make_eval(model, config, mesh):
   """Returns evaluate(variables, images) → dict of means over all images (padded, masked)."""
   ndev = mesh.devices.size
   eval_batch = max(ndev, config.eval_batch_size // ndev * ndev)
+  model = compute_model(model, config)
 
   @jax.jit
   def evaluate(variables, images):
