@@ -18,3 +18,8 @@ def get_config():
   c.batch_size = 32  # report 004 gives none; 140 steps per epoch on mnist_5k's 4,500 train images
   c.num_epochs = 50
   return c
+
+
+def get_sweep():
+  """Latent sizes: python -m ae_jax.sweep --config=configs/mlp.py --workdir=runs/mlp_latent"""
+  return {"arch.latent_dim": [2, 8, 32]}
