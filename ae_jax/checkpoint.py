@@ -115,10 +115,11 @@ def _leaves(tree):
           for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def misfit(path, abstract_state):
-  """None if the state stored in `path` has the leaves, shapes and dtypes of `abstract_state`."""
-  stored = _leaves(ocp.StandardCheckpointHandler().metadata(epath.Path(path) / "state").tree)
-  wanted = _leaves(abstract_state)
+def describe_misfit(stored, wanted):
+  """None if the pytree `stored` has the leaves, shapes and dtypes of `wanted`, else the first
+  difference (params first), e.g. 'params.encoder.Dense_1.kernel is (392, 8) float32 in the
+  checkpoint, (392, 16) float32 in this model (and 3 more)'."""
+  stored, wanted = _leaves(stored), _leaves(wanted)
   diffs = []
   for k in sorted(set(stored) | set(wanted), key=lambda k: (not k.startswith("params"), k)):
     if k not in wanted:
@@ -129,6 +130,12 @@ def misfit(path, abstract_state):
       (s, sd), (w, wd) = stored[k], wanted[k]
       diffs.append(f"{k} is {s} {sd} in the checkpoint, {w} {wd} in this model")
   return None if not diffs else diffs[0] + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
+
+
+def misfit(path, abstract_state):
+  """`describe_misfit` of the state stored in the checkpoint at `path` (read from its metadata)."""
+  stored = ocp.StandardCheckpointHandler().metadata(epath.Path(path) / "state").tree
+  return describe_misfit(stored, abstract_state)
 
 
 def _first_line(e):

@@ -47,13 +47,12 @@ def validate(config):
 def _init_from(state, source):
   """Replaces params (and batch stats) by those of another run's newest checkpoint."""
   _, _, variables, step = checkpoint.load_for_inference(source)
-  src = (variables["params"], variables.get("batch_stats", {}))
-  dst = (state.params, state.batch_stats)
-  shapes = lambda t: jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), t)
-  if jax.tree_util.tree_structure(src) != jax.tree_util.tree_structure(dst) or shapes(src) != shapes(dst):
-    raise errors.UserError(f"checkpoint in {source} does not fit this model (init_from)")
+  src = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  wrong = checkpoint.describe_misfit(src, {"params": state.params, "batch_stats": state.batch_stats})
+  if wrong:
+    raise errors.UserError(f"checkpoint in {source} does not fit this model (init_from): {wrong}")
   print(f"initialised params from {source} (step {step})", flush=True)
-  return state.replace(params=src[0], batch_stats=src[1])
+  return state.replace(params=src["params"], batch_stats=src["batch_stats"])
 
 
 class _StopFlag:
@@ -141,7 +140,7 @@ def _run(config, workdir, stop):
   if steps_per_epoch < 1:
     raise errors.UserError(f"batch_size {config.batch_size} exceeds the {len(train_ds)} training images")
   mesh = steps.make_mesh(config.batch_size)
-  overwrite = workdirs.check(config, workdir)
+  replaced = workdirs.check(config, workdir)  # differences from a run to overwrite, or None
 
   model = models.build(config, full.image_shape)
   tx = train_state.optimizer(config, steps_per_epoch)
@@ -155,12 +154,13 @@ def _run(config, workdir, stop):
   if config.checkpoint.keep_evenly:
     keep_period = steps_per_epoch * max(1, config.num_epochs // config.checkpoint.keep_evenly)
   mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_period=keep_period, create=False)
-  found = None if overwrite else checkpoint.restore_newest(mngr, state)
+  found = None if replaced else checkpoint.restore_newest(mngr, state)
   if found is None and config.init_from:
     state = _init_from(state, config.init_from)
 
   # The input is accepted: from here on the workdir is written.
-  if overwrite:
+  if replaced:
+    print(f"overwriting the run in {workdir} (config differs in: {replaced})", flush=True)
     workdirs.wipe(workdir)
     mngr.reload()
   meta = {}
@@ -194,6 +194,8 @@ def _run(config, workdir, stop):
     while step < total and not stop.signal:
       k = min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch, total - step)
       first = not traces
+      if first:
+        print(f"compiling the train step (steps {step}..{total})", flush=True)
       t0 = time.perf_counter()
       state, bad_step = chunk(state, images, k, reset_log)
       reset_log = False

@@ -4,7 +4,7 @@
 
     from ae_jax import workdir
     from configs import mlp
-    overwrite = workdir.check(mlp.get_config(), '/tmp/mlp')    # UserError for another config's run
+    workdir.check(mlp.get_config(), '/tmp/mlp')   # UserError for another config's run
     workdir.write_config('/tmp/mlp', mlp.get_config(), derived={'steps_per_epoch': 140})
 """
 import json
@@ -54,23 +54,21 @@ def _check_writable(path):
 
 
 def check(config, path):
-  """Accepts `path` for this config without writing; True when it must first be wiped.
+  """Accepts `path` for this config without writing anything. Returns None, or (with
+  `config.overwrite`) the differences from the other config's run it holds, to be wiped.
 
   A workdir holding a run of another config is refused unless `config.overwrite`.
   """
   _check_writable(path)
   old = checkpoint.read_config_dict(path)
-  if old is None:
-    return False
-  diff = differences(old, json.loads(config.to_json()))
+  diff = differences(old, json.loads(config.to_json())) if old is not None else []
   if not diff:
-    return False
+    return None
   listed = "; ".join(diff[:3]) + ("; …" if len(diff) > 3 else "")
   if not config.overwrite:
     raise errors.UserError(f"{path} holds a run of a different config (differs in: {listed}); "
                            "use another --workdir or --config.overwrite=True")
-  print(f"overwriting the run in {path} (config differs in: {listed})", flush=True)
-  return True
+  return listed
 
 
 def wipe(path):
