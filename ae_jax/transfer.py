@@ -165,11 +165,11 @@ def pseudo_labels(model, variables, pool_x, pixel_range, per_class, num_classes)
   return pool_x[keep], jnp.asarray(pred[keep], jnp.int32)
 
 
-def _trace_config(config):
+def _trace_config(config, num_epochs):
   """The hashable part of the config the fit is traced with: seeds and paths do not
   change the program, so runs over seeds share one compilation."""
   c = config.copy_and_resolve_references()
-  c.seed, c.pretrained_workdir, c.init_from = 0, "", ""
+  c.seed, c.pretrained_workdir, c.init_from, c.num_epochs = 0, "", "", num_epochs
   return ml_collections.FrozenConfigDict(c)
 
 
@@ -212,16 +212,20 @@ def train_and_evaluate(config, workdir):
   (tx_, ty_), (vx, vy), (sx, sy) = take("train"), take("val"), take("test")
   writer = report.MetricsWriter(workdir, resume_step=-1)
   fit_x, fit_y, pool = tx_, ty_, jnp.asarray(ds.images[split["unlabelled"]])
+  step = 0  # metrics step = epochs so far, over all rounds
   for r in range(config.self_train.rounds + 1):
     if r:  # self-training: add the most confident predictions on unlabelled images
       px, py = pseudo_labels(model, best, pool, config.pixel_range, config.self_train.per_class * r,
                              ds.num_classes)
       fit_x, fit_y = jnp.concatenate([tx_, px]), jnp.concatenate([ty_, py])
+    # Later rounds have more labels: fewer epochs keep the number of steps per round.
+    epochs = max(5, round(config.num_epochs * len(ty_) / len(fit_y)))
     best, best_epoch, (train_loss, val_loss, val_acc) = _fit(
-        model, _trace_config(config), variables, fit_x, fit_y, vx, vy, jax.random.fold_in(key, 1 + r))
-    for e in range(config.num_epochs):
-      writer.write(r * config.num_epochs + e + 1,
-                   {"train_loss": train_loss[e], "eval_loss": val_loss[e], "val_acc": val_acc[e]})
+        model, _trace_config(config, num_epochs=epochs), variables, fit_x, fit_y, vx, vy,
+        jax.random.fold_in(key, 1 + r))
+    for e in range(epochs):
+      step += 1
+      writer.write(step, {"train_loss": train_loss[e], "eval_loss": val_loss[e], "val_acc": val_acc[e]})
     print(f"  round {r}: {len(fit_y)} training labels, best val acc {float(val_acc[best_epoch]):.3f}",
           flush=True)
   writer.close()
@@ -234,7 +238,7 @@ def train_and_evaluate(config, workdir):
   with open(os.path.join(workdir, "result.json"), "w") as f:
     json.dump(result, f, indent=2)
   state = {"params": best["params"], "batch_stats": best.get("batch_stats", {})}
-  mngr.save(config.num_epochs, args=checkpoint.ocp.args.Composite(
+  mngr.save(step, args=checkpoint.ocp.args.Composite(
       state=checkpoint.ocp.args.StandardSave(state), meta=checkpoint.ocp.args.JsonSave(result)))
   mngr.wait_until_finished()
   visualize.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))

@@ -2,7 +2,7 @@
 
 Report 000 (default): encoder 784-512-512-128, head 128-64-10, Adam 1e-3, batch 8,
 0.739M parameters. `get_config('003')`: report 003's BN/Dropout encoder 784-500-100-20
-and a Linear(20, 10) head.
+and a Linear(20, 10) head. `get_config('rotation')`: the main job's residual encoder.
 
     python -m ae_jax.main --config=configs/transfer.py --workdir=/tmp/clf            # scratch
     python -m ae_jax.main --config=configs/transfer.py --workdir=/tmp/clf2 \
@@ -20,12 +20,17 @@ def get_config(variant="000"):
   if variant == "000":
     c.arch = ml_collections.ConfigDict(dict(hidden=(512, 512), latent_dim=128, latent_relu=False))
     c.head = (64,)
+  elif variant == "rotation":  # the main job's residual encoder (configs/rotation.py)
+    from configs import rotation  # pylint: disable=g-import-not-at-top
+    ae = rotation.get_config()
+    c.model, c.arch, c.pixel_range = ae.model, ae.arch, ae.pixel_range
+    c.head = (64,)
   elif variant == "003":
     c.arch = ml_collections.ConfigDict(dict(hidden=(500, 100), latent_dim=20, batch_norm=True,
                                             dropout=0.5, latent_relu=True))
     c.head = ()
   else:
-    raise ValueError(f"unknown transfer variant {variant!r}; use '000' or '003'")
+    raise ValueError(f"unknown transfer variant {variant!r}; use '000', '003' or 'rotation'")
   c.mode = "scratch"  # scratch | frozen | finetune
   c.pretrained_workdir = ""
   c.labels_per_split = 100  # 100 train / 100 val / 100 test labels, stratified

@@ -2,7 +2,9 @@
 
 For each seed: a stratified 100/100/100 labelled split of mnist_5k; the AE is
 pretrained on the remaining images (labels unused); then every mode (scratch,
-frozen probe, fine-tuned) with augmentation off/on. Writes results.md/results.json.
+frozen probe, fine-tuned) with augmentation off/on, for report 000's and 003's MLP
+encoders; and the main job's residual encoder (rotation AE), also with self-training
+(confident pseudo-labels on the unlabelled images). Writes results.md/results.json.
 
     python -m experiments.semi_supervised --out=runs/semi --seeds=5
 """
@@ -13,24 +15,29 @@ import time
 
 import numpy as np
 
+import configs
 from ae_jax import data, train, transfer
-from configs import mlp as mlp_config
 from configs import transfer as transfer_config
 
 REPORTED = {"000": "scratch 52% → pretrained 71% (test)", "003": "≈70% → ≈80%"}
+ALL_MODES = [(m, aug, 0) for m in transfer.MODES for aug in (False, True)]
+FAMILIES = {  # family → (modes as (mode, augment, self-training rounds))
+    "000": ALL_MODES,
+    "003": ALL_MODES,
+    "rotation": [("scratch", True, 0), ("finetune", True, 0), ("finetune", True, 2)],
+}
 
 
 def ae_config(family, dataset, seed, epochs):
-  """The AE whose encoder is the family's classifier encoder."""
-  clf = transfer_config.get_config(family)
-  c = mlp_config.get_config()
-  c.arch = clf.arch
-  c.update(dict(dataset=dataset, seed=seed, num_epochs=epochs, batch_size=64, log_every_steps=10_000,
-                noise_std=0.2))
-  return c
+  """The AE whose encoder is the family's classifier encoder (denoising for the MLPs)."""
+  if family == "rotation":
+    return configs.load("rotation", dataset=dataset, seed=seed, num_epochs=epochs // 2,
+                        val_fraction=0.05, log_every_steps=10_000)
+  return configs.load("mlp", arch=transfer_config.get_config(family).arch, dataset=dataset, seed=seed,
+                      num_epochs=epochs, batch_size=64, noise_std=0.2, log_every_steps=10_000)
 
 
-def run_family(family, seed, root, ds, epochs, modes, augs, clf_epochs):
+def run_family(family, seed, root, ds, epochs, clf_epochs):
   split = transfer.labelled_split(ds.labels, 100, seed)
   seed_dir = os.path.join(root, f"seed{seed}")
   os.makedirs(seed_dir, exist_ok=True)
@@ -40,24 +47,25 @@ def run_family(family, seed, root, ds, epochs, modes, augs, clf_epochs):
   ae_dir = os.path.join(seed_dir, f"ae_{family}")
   train.train_and_evaluate(ae_config(family, f"npy:{unl}", seed, epochs), ae_dir)
   rows = []
-  for mode in modes:
-    for aug in augs:
-      c = transfer_config.get_config(family)
-      c.update(dict(mode=mode, augment=aug, seed=seed, num_epochs=clf_epochs,
-                    pretrained_workdir=ae_dir if mode != "scratch" else ""))
-      r = transfer.train_and_evaluate(c, os.path.join(seed_dir, f"{family}_{mode}_aug{int(aug)}"))
-      rows.append(dict(r, family=family, seed=seed, augment=aug))
+  for mode, aug, rounds in FAMILIES[family]:
+    c = transfer_config.get_config(family)
+    c.update(dict(mode=mode, augment=aug, seed=seed, num_epochs=clf_epochs,
+                  pretrained_workdir=ae_dir if mode != "scratch" else ""))
+    c.self_train.rounds = rounds
+    name = f"{family}_{mode}_aug{int(aug)}_st{rounds}"
+    r = transfer.train_and_evaluate(c, os.path.join(seed_dir, name))
+    rows.append(dict(r, family=family, seed=seed, augment=aug, self_train=rounds))
   return rows
 
 
 def summarise(rows):
   groups = {}
   for r in rows:
-    groups.setdefault((r["family"], r["mode"], r["augment"]), []).append(r)
+    groups.setdefault((r["family"], r["mode"], r["augment"], r["self_train"]), []).append(r)
   out = []
-  for (family, mode, aug), rs in sorted(groups.items()):
+  for (family, mode, aug, rounds), rs in groups.items():
     val, test = np.array([r["val_acc"] for r in rs]), np.array([r["test_acc"] for r in rs])
-    out.append(dict(family=family, mode=mode, augment=aug, seeds=len(rs),
+    out.append(dict(family=family, mode=mode, augment=aug, self_train=rounds, seeds=len(rs),
                     val_mean=val.mean(), val_std=val.std(), test_mean=test.mean(), test_std=test.std(),
                     num_params=rs[0]["num_params"], size_mb=rs[0]["size_mb"]))
   return out
@@ -68,10 +76,12 @@ def markdown(summary, seconds, args):
            f"mnist_5k, stratified 100 train / 100 val / 100 test labels per seed, AE pretrained on "
            f"the other 4,700 images without labels; {args.seeds} seeds; best epoch by val accuracy. "
            f"Total {seconds:.0f} s.", "",
-           "| encoder (report) | mode | augment | val acc | test acc | params | size MB (< 20?) | report |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| encoder (report) | mode | augment | self-training | val acc | test acc | params | "
+           "size MB (< 20?) | report |",
+           "|---|---|---|---|---|---|---|---|---|"]
   for s in summary:
     lines.append(f"| {s['family']} | {s['mode']} | {'on' if s['augment'] else 'off'} | "
+                 f"{s['self_train'] or 'no'} {'rounds' if s['self_train'] else ''} | "
                  f"{s['val_mean']:.3f} ± {s['val_std']:.3f} | {s['test_mean']:.3f} ± {s['test_std']:.3f} | "
                  f"{s['num_params']:,} | {s['size_mb']:.2f} ({'yes' if s['size_mb'] < 20 else 'no'}) | "
                  f"{REPORTED.get(s['family'], '')} |")
@@ -83,7 +93,7 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", default="runs/semi")
   p.add_argument("--seeds", type=int, default=5)
-  p.add_argument("--families", default="000,003")
+  p.add_argument("--families", default="000,003,rotation")
   p.add_argument("--ae_epochs", type=int, default=30)
   p.add_argument("--clf_epochs", type=int, default=100)
   args = p.parse_args()
@@ -92,8 +102,7 @@ def main():
   rows = []
   for seed in range(args.seeds):
     for family in args.families.split(","):
-      rows += run_family(family, seed, args.out, ds, args.ae_epochs, transfer.MODES,
-                         (False, True), args.clf_epochs)
+      rows += run_family(family, seed, args.out, ds, args.ae_epochs, args.clf_epochs)
   summary = summarise(rows)
   seconds = time.perf_counter() - t0
   with open(os.path.join(args.out, "results.json"), "w") as f:
