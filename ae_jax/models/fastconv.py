@@ -1,0 +1,178 @@
+"""2-D convolutions for XLA:CPU with every "expanding" convolution rewritten as one matmul.
+
+XLA:CPU runs a convolution whose input is smaller than its kernel's reach — a transposed
+conv (4×4 → 8×8 with a 5×5 kernel), or the input gradient of a VALID conv — on a path
+10–30× slower per flop (it swaps the operands), and a strided transposed conv multiplies
+the zeros it interleaves. Here such a convolution is computed from its small side:
+
+    Z = x @ W      one matmul, (B·H·W, Cin) × (Cin, KH·KW·Cout), no zeros multiplied
+    y = Σ_taps lax.pad(Z[..., tap, :])      each tap shifted (and strided) into place;
+                                            XLA fuses the pads and adds into one loop
+
+and its gradients (by autodiff) are strided slices of dy and two matmuls.
+
+    from ae_jax.models import fastconv
+    y = fastconv.transpose_conv(x_BHWC, w_HWIO, strides=(2, 2), padding=((1, 2), (1, 2)))
+    # == lax.conv_general_dilated(x, w, (1, 1), padding, lhs_dilation=(2, 2), NHWC/HWIO/NHWC)
+    y = fastconv.conv(x_BHWC, w_HWIO, (1, 1), ((0, 0), (0, 0)))
+    # == lax.conv_general_dilated(x, w, strides, padding, NHWC/HWIO/NHWC); VJP: dx scattered
+    #    as above, dw as one im2col matmul
+    conv2d = fastconv.route(conv2d)   # a model's own conv2d, with only these cases rerouted
+
+Layouts: NHWC inputs, HWIO kernels, explicit (lo, hi) padding pairs, no groups or kernel
+dilation.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def _scatter_taps(z_BHWKKC, stride_hw, offset_hw, sign, out_hw):
+  """Σ over taps (p, q) of z[:, :, :, p, q, :], interleaved by the stride and shifted so
+  that input i lands on output s·i + offset + sign·tap; cropped/zero-filled to `out_hw`."""
+  _, h, w, kh, kw, _ = z_BHWKKC.shape
+  zero = jnp.zeros((), z_BHWKKC.dtype)
+  out = None
+  for p in range(kh):
+    for q in range(kw):
+      cfg = [(0, 0, 0)]
+      for off, tap, n, s, o in zip(offset_hw, (p, q), (h, w), stride_hw, out_hw):
+        lo = off + sign * tap
+        cfg.append((lo, o - lo - (s * (n - 1) + 1), s - 1))
+      term = lax.pad(z_BHWKKC[:, :, :, p, q, :], zero, cfg + [(0, 0, 0)])
+      out = term if out is None else out + term
+  return out
+
+
+def _gather_taps(y_BOOC, stride_hw, offset_hw, sign, in_hw, kernel_hw):
+  """The adjoint of `_scatter_taps`: (B, H, W, KH, KW, C) with [i, tap] = y[s·i + offset +
+  sign·tap] (zero outside y), one concatenate of strided slices."""
+  b, c = y_BOOC.shape[0], y_BOOC.shape[3]
+  firsts = [[off + sign * t for t in range(k)] for off, k in zip(offset_hw, kernel_hw)]
+  pads = [(max(0, -min(f)), max(0, max(f) + s * (n - 1) + 1 - o))
+          for f, s, n, o in zip(firsts, stride_hw, in_hw, y_BOOC.shape[1:3])]
+  yp = jnp.pad(y_BOOC, ((0, 0), *pads, (0, 0)))
+  (sh, sw), (h, w) = stride_hw, in_hw
+  cols = []
+  for fi in firsts[0]:
+    for fj in firsts[1]:
+      i0, j0 = fi + pads[0][0], fj + pads[1][0]
+      cols.append(lax.slice(yp, (0, i0, j0, 0), (b, i0 + sh * (h - 1) + 1, j0 + sw * (w - 1) + 1, c),
+                            (1, sh, sw, 1)))
+  return jnp.concatenate(cols, axis=-1).reshape(b, h, w, *kernel_hw, c)
+
+
+def _taps_matmul(x_BHWC, w_CKKD):
+  """(B,H,W,C) @ (C,KH,KW,D) → (B,H,W,KH,KW,D) as one 2-D matmul."""
+  b, h, w, c = x_BHWC.shape
+  _, kh, kw, d = w_CKKD.shape
+  z = x_BHWC.reshape(b * h * w, c) @ w_CKKD.reshape(c, kh * kw * d)
+  return z.reshape(b, h, w, kh, kw, d)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def transpose_conv(x_BHWC, w_HWIO, strides, padding):
+  """`lax.conv_general_dilated(x, w, (1, 1), padding, lhs_dilation=strides)`: the forward
+  pass of flax's ConvTranspose (transpose_kernel=False) and of PyTorch-style ones. Its VJP:
+  dZ = the taps gathered from dy (strided slices), dx = dZ @ Wᵀ, dW = xᵀ @ dZ."""
+  kh, kw = w_HWIO.shape[:2]
+  out_hw = tuple(s * (n - 1) + 1 + lo + hi - k + 1
+                 for s, n, (lo, hi), k in zip(strides, x_BHWC.shape[1:3], padding, (kh, kw)))
+  z = _taps_matmul(x_BHWC, w_HWIO.transpose(2, 0, 1, 3))
+  # Output o reads dilated-padded input at o + k, i.e. input i with o = s·i + lo − k.
+  return _scatter_taps(z, strides, [lo for lo, _ in padding], -1, out_hw)
+
+
+def _transpose_conv_fwd(x, w, strides, padding):
+  return transpose_conv(x, w, strides, padding), (x, w)
+
+
+def _transpose_conv_bwd(strides, padding, residuals, dy):
+  x, w = residuals
+  kh, kw, ci, co = w.shape
+  dz = _gather_taps(dy, strides, [lo for lo, _ in padding], -1, x.shape[1:3], (kh, kw))
+  dz = dz.reshape(-1, kh * kw * co)
+  w_c = w.transpose(2, 0, 1, 3).reshape(ci, kh * kw * co)
+  dx = (dz @ w_c.T).reshape(x.shape)
+  dw = (x.reshape(-1, ci).T @ dz).reshape(ci, kh, kw, co).transpose(1, 2, 0, 3)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+transpose_conv.defvjp(_transpose_conv_fwd, _transpose_conv_bwd)
+
+
+def conv_input_grad(dy_BHWC, w_HWIO, strides, padding, in_hw):
+  """The VJP of `lax.conv_general_dilated(x, w, strides, padding)` with respect to x."""
+  z = _taps_matmul(dy_BHWC, w_HWIO.transpose(3, 0, 1, 2))
+  # Output o read input u = s·o + k − lo.
+  return _scatter_taps(z, strides, [-lo for lo, _ in padding], +1, in_hw)
+
+
+def conv_kernel_grad(x_BHWC, dy_BHWC, kernel_hw, strides, padding):
+  """The VJP of the same conv with respect to w: one (KH·KW·Cin, B·Ho·Wo) × (·, Cout) matmul
+  over im2col patches of the padded input."""
+  (kh, kw), (sh, sw) = kernel_hw, strides
+  cfg = [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)]
+  xp = lax.pad(x_BHWC, jnp.zeros((), x_BHWC.dtype), cfg)
+  b, oh, ow, co = dy_BHWC.shape
+  cols = [lax.slice(xp, (0, i, j, 0), (b, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, xp.shape[3]),
+                    (1, sh, sw, 1)) for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(cols, axis=-1).reshape(b * oh * ow, -1)
+  dw = patches.T @ dy_BHWC.reshape(b * oh * ow, co)
+  return dw.reshape(kh, kw, x_BHWC.shape[3], co)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv(x_BHWC, w_HWIO, strides, padding):
+  """`lax.conv_general_dilated(x, w, strides, padding)` (NHWC/HWIO) with a matmul VJP."""
+  return lax.conv_general_dilated(x_BHWC, w_HWIO, strides, padding, dimension_numbers=DIMENSIONS)
+
+
+def _conv_fwd(x, w, strides, padding):
+  return conv(x, w, strides, padding), (x, w)
+
+
+def _conv_bwd(strides, padding, residuals, dy):
+  x, w = residuals
+  dx = conv_input_grad(dy, w, strides, padding, x.shape[1:3])
+  dw = conv_kernel_grad(x, dy, w.shape[:2], strides, padding)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _out_size(n, k, s, pad):
+  return (n + pad[0] + pad[1] - k) // s + 1
+
+
+def route(fallback):
+  """Wraps a `conv2d(x, w, strides, padding, lhs_dilation=(1, 1))` (NHWC/HWIO, explicit
+  padding pairs) so that the convolutions XLA:CPU runs badly take the matmul forms here:
+
+  - a transposed / expanding forward (lhs_dilation > 1, or input smaller than the kernel,
+    window stride 1) → `transpose_conv`;
+  - a conv whose output is smaller than its kernel (its input gradient would expand)
+    → `conv` (matmul VJP);
+  - everything else → `fallback`, unchanged.
+
+      conv2d = fastconv.route(conv2d)     # in a layers module, after defining conv2d
+  """
+
+  def conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
+    strides, dilation = tuple(strides), tuple(lhs_dilation)
+    padding = tuple(tuple(int(v) for v in p) for p in padding)
+    kernel_hw = w.shape[:2]
+    if strides == (1, 1) and (any(d > 1 for d in dilation)
+                              or any(n < k for n, k in zip(x.shape[1:3], kernel_hw))):
+      return transpose_conv(x, w, dilation, padding)
+    out_hw = [_out_size(n, k, s, p) for n, k, s, p in zip(x.shape[1:3], kernel_hw, strides, padding)]
+    if dilation == (1, 1) and any(o < k for o, k in zip(out_hw, kernel_hw)):
+      return conv(x, w, strides, padding)
+    return fallback(x, w, strides, padding, lhs_dilation)
+
+  return conv2d
