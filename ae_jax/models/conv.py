@@ -1,4 +1,4 @@
-"""Report 001's convolutional autoencoder, plus the pad/crop helpers the conv models share.
+"""Report 001's convolutional autoencoder.
 
 Encoder: Conv C→16 (3×3, stride 2, pad 1) → ReLU → Conv 16→32 (3×3, s2, p1) → ReLU →
 Conv 32→64 (5×5, VALID) = latent, flattened to a vector. Decoder (PyTorch ConvTranspose2d
@@ -19,37 +19,9 @@ Parameters: 289·C + 111,776, i.e. 112,065 for C = 1 and 112,643 for C = 3.
 from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from ae_jax.models import output_activation as _activation
-
-BACKGROUND = {"sigmoid": 0.0, "tanh": -1.0, "linear": 0.0}
-
-
-def pad_to(x_BHWC, size_hw, value=0.0):
-  """Pads H and W symmetrically (the odd pixel after) up to `size_hw` with `value`."""
-  (h, w), (th, tw) = x_BHWC.shape[1:3], size_hw
-  if (h, w) == (th, tw):
-    return x_BHWC
-  pads = ((0, 0), ((th - h) // 2, th - h - (th - h) // 2), ((tw - w) // 2, tw - w - (tw - w) // 2),
-          (0, 0))
-  return jnp.pad(x_BHWC, pads, constant_values=value)
-
-
-def crop_to(x_BHWC, size_hw):
-  """Inverse of `pad_to`: the central `size_hw` window."""
-  (h, w), (th, tw) = x_BHWC.shape[1:3], size_hw
-  top, left = (h - th) // 2, (w - tw) // 2
-  return x_BHWC[:, top:top + th, left:left + tw, :]
-
-
-def torch_transpose_padding(kernel: int, padding: int, output_padding: int = 0):
-  """flax `ConvTranspose` explicit padding equal to PyTorch's (padding, output_padding).
-
-  Output size (n − 1)·stride + kernel − 2·padding + output_padding, as in PyTorch.
-  """
-  lo = kernel - 1 - padding
-  return ((lo, lo + output_padding),) * 2
+from ae_jax.models.layers import BACKGROUND, Conv, ConvTranspose, crop_to, pad_to
 
 
 def _fit_size(n: int) -> int:
@@ -62,6 +34,7 @@ class ConvAutoencoder(nn.Module):
 
   image_shape: Sequence[int]
   output_activation: str = "sigmoid"
+  loop_safe_conv: bool = True  # see ae_jax/models/layers.py
 
   @property
   def _padded_hw(self):
@@ -72,14 +45,14 @@ class ConvAutoencoder(nn.Module):
     return tuple((n + 3) // 4 - 4 for n in self._padded_hw)
 
   def setup(self):
-    self.conv1 = nn.Conv(16, (3, 3), strides=2, padding=((1, 1), (1, 1)))
-    self.conv2 = nn.Conv(32, (3, 3), strides=2, padding=((1, 1), (1, 1)))
-    self.conv3 = nn.Conv(64, (5, 5), padding="VALID")
-    self.tconv1 = nn.ConvTranspose(32, (5, 5), padding=torch_transpose_padding(5, 0))
-    self.tconv2 = nn.ConvTranspose(16, (3, 3), strides=(2, 2),
-                                   padding=torch_transpose_padding(3, 1, 1))
-    self.tconv3 = nn.ConvTranspose(self.image_shape[-1], (3, 3), strides=(2, 2),
-                                   padding=torch_transpose_padding(3, 2, 1))
+    safe = self.loop_safe_conv
+    self.conv1 = Conv(16, 3, strides=2, padding=1, loop_safe=safe)
+    self.conv2 = Conv(32, 3, strides=2, padding=1, loop_safe=safe)
+    self.conv3 = Conv(64, 5, padding="VALID", loop_safe=safe)
+    self.tconv1 = ConvTranspose(32, 5, loop_safe=safe)
+    self.tconv2 = ConvTranspose(16, 3, stride=2, padding=1, output_padding=1, loop_safe=safe)
+    self.tconv3 = ConvTranspose(self.image_shape[-1], 3, stride=2, padding=2, output_padding=1,
+                                loop_safe=safe)
 
   def encode(self, x_BHWC, *, train: bool = False):
     del train  # no BatchNorm or Dropout

@@ -1,0 +1,176 @@
+"""Convolution layers and helpers shared by the conv models (NHWC images, HWIO kernels).
+
+`Conv` and `ConvTranspose` hold the same parameters as flax's `nn.Conv`/`nn.ConvTranspose`
+('kernel' k×k×C×O, 'bias' O) and compute the same forward pass, but their backward pass is
+written by hand: the input gradient as a forward-form convolution with the flipped,
+transposed kernel, and the kernel gradient as one im2col matmul. XLA:CPU runs the
+convolutions that autodiff emits for the backward pass 20–40× slower when they sit inside a
+loop body (the training step runs in `lax.fori_loop`; jax issue #12868), while forward-form
+convolutions and matmuls keep their speed there. Outside a loop XLA's own backward pass is
+about 1.75× faster for the rotation model; `loop_safe=False` selects it.
+
+`ConvTranspose` follows PyTorch's `ConvTranspose2d(kernel, stride, padding, output_padding)`:
+output size (n − 1)·stride + kernel − 2·padding + output_padding.
+
+    y = Conv(32, 3, strides=2, padding=1).apply(variables, x_BHWC)
+    y = ConvTranspose(16, 3, stride=2, padding=1, output_padding=1).apply(variables, y)
+    x = depth_to_space(y_BHW4C)                # pixel shuffle ×2
+"""
+import functools
+import math
+from typing import Sequence, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+BACKGROUND = {"sigmoid": 0.0, "tanh": -1.0, "linear": 0.0}  # pixel value of an empty border
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
+  """`lax.conv_general_dilated` (NHWC, HWIO, explicit padding pairs) with a loop-friendly VJP."""
+  return lax.conv_general_dilated(x, w, strides, padding, lhs_dilation=lhs_dilation,
+                                  dimension_numbers=DIMENSIONS)
+
+
+def _conv2d_fwd(x, w, strides, padding, lhs_dilation):
+  return conv2d(x, w, strides, padding, lhs_dilation), (x, w)
+
+
+def _conv2d_bwd(strides, padding, lhs_dilation, residuals, dy):
+  x, w = residuals
+  kh, kw, c, _ = w.shape
+  # The forward pass is a VALID strided convolution of the dilated, padded input xd.
+  config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)), (0, 0, 0)]
+  xd, pad_vjp = jax.vjp(lambda a: lax.pad(a, jnp.zeros((), a.dtype), config), x)
+  (oh, ow), (sh, sw) = dy.shape[1:3], strides
+  cols = [xd[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+          for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(cols, axis=-1).reshape(-1, kh * kw * c)
+  dw = (patches.T @ dy.reshape(-1, dy.shape[-1])).reshape(w.shape)
+  pads = [(k - 1, m - 1 - (o - 1) * s)
+          for k, m, o, s in zip((kh, kw), xd.shape[1:3], (oh, ow), strides)]
+  dxd = lax.conv_general_dilated(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), pads,
+                                 lhs_dilation=strides, dimension_numbers=DIMENSIONS)
+  return pad_vjp(dxd)[0], dw.astype(w.dtype)
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def _pairs(value, n=2):
+  return (value,) * n if isinstance(value, int) else tuple(value)
+
+
+def _convolve(x, kernel, strides, padding, lhs_dilation, loop_safe):
+  if loop_safe:
+    return conv2d(x, kernel, strides, padding, lhs_dilation)
+  return lax.conv_general_dilated(x, kernel, strides, padding, lhs_dilation=lhs_dilation,
+                                  dimension_numbers=DIMENSIONS)
+
+
+class Conv(nn.Module):
+  """2-D convolution like `nn.Conv`: padding 'SAME', 'VALID', an int or ((lo, hi), (lo, hi))."""
+
+  features: int
+  kernel_size: Union[int, Sequence[int]]
+  strides: Union[int, Sequence[int]] = 1
+  padding: Union[str, int, Sequence[Sequence[int]]] = "SAME"
+  use_bias: bool = True
+  loop_safe: bool = True  # hand-written backward pass (see the module docstring)
+
+  @nn.compact
+  def __call__(self, x):
+    kernel_hw, strides = _pairs(self.kernel_size), _pairs(self.strides)
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (*kernel_hw, x.shape[-1], self.features))
+    if isinstance(self.padding, str):
+      padding = tuple(lax.padtype_to_pads(x.shape[1:3], kernel_hw, strides, self.padding))
+    elif isinstance(self.padding, int):
+      padding = ((self.padding, self.padding),) * 2
+    else:
+      padding = tuple(tuple(p) for p in self.padding)
+    y = _convolve(x, kernel.astype(x.dtype), strides, padding, (1, 1), self.loop_safe)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+    return y
+
+
+class ConvTranspose(nn.Module):
+  """PyTorch-style transposed convolution (same parameter shapes as `nn.ConvTranspose`)."""
+
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  output_padding: int = 0
+  loop_safe: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (k, k, x.shape[-1], self.features))
+    lo = k - 1 - self.padding
+    pads = ((lo, lo + self.output_padding),) * 2
+    y = _convolve(x, kernel.astype(x.dtype), (1, 1), pads, (self.stride,) * 2, self.loop_safe)
+    return y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+
+
+def depth_to_space(x_BHWC, block: int = 2):
+  """Pixel shuffle: B×H×W×(r²·C) → B×rH×rW×C (PyTorch PixelShuffle channel order)."""
+  b, h, w, c = x_BHWC.shape
+  x = x_BHWC.reshape(b, h, w, c // (block * block), block, block)
+  x = x.transpose(0, 1, 4, 2, 5, 3)  # B, H, r, W, r, C
+  return x.reshape(b, h * block, w * block, c // (block * block))
+
+
+def space_to_depth(x_BHWC, block: int = 2):
+  """Inverse of `depth_to_space`."""
+  b, h, w, c = x_BHWC.shape
+  x = x_BHWC.reshape(b, h // block, block, w // block, block, c)
+  x = x.transpose(0, 1, 3, 5, 2, 4)  # B, H/r, W/r, C, r, r
+  return x.reshape(b, h // block, w // block, c * block * block)
+
+
+class GroupNorm(nn.Module):
+  """GroupNorm from per-channel spatial means of x and x² ('scale'/'bias' as `nn.GroupNorm`,
+  same output up to rounding); cheaper on XLA:CPU than flax's."""
+
+  num_groups: int
+  epsilon: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x):
+    b, c = x.shape[0], x.shape[-1]
+    g = math.gcd(self.num_groups, c)
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    axes = tuple(range(1, x.ndim - 1))
+    mean = jnp.mean(x, axis=axes).reshape(b, g, -1).mean(-1)
+    mean2 = jnp.mean(x * x, axis=axes).reshape(b, g, -1).mean(-1)
+    inv = lax.rsqrt(jnp.maximum(mean2 - mean * mean, 0.0) + self.epsilon)
+    inv = jnp.repeat(inv, c // g, axis=1) * scale
+    shift = bias - jnp.repeat(mean, c // g, axis=1) * inv
+    expand = (b,) + (1,) * len(axes) + (c,)
+    return x * inv.reshape(expand) + shift.reshape(expand)
+
+
+def pad_to(x_BHWC, size_hw, value=0.0):
+  """Pads H and W symmetrically (the odd pixel after) up to `size_hw` with `value`."""
+  (h, w), (th, tw) = x_BHWC.shape[1:3], size_hw
+  if (h, w) == (th, tw):
+    return x_BHWC
+  pads = ((0, 0), ((th - h) // 2, th - h - (th - h) // 2),
+          ((tw - w) // 2, tw - w - (tw - w) // 2), (0, 0))
+  return jnp.pad(x_BHWC, pads, constant_values=value)
+
+
+def crop_to(x_BHWC, size_hw):
+  """Inverse of `pad_to`: the central `size_hw` window."""
+  (h, w), (th, tw) = x_BHWC.shape[1:3], size_hw
+  top, left = (h - th) // 2, (w - tw) // 2
+  return x_BHWC[:, top:top + th, left:left + tw, :]
