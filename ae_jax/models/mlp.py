@@ -14,7 +14,8 @@ from ae_jax.models import output_activation as _activation
 
 
 class MLPStack(nn.Module):
-  """Dense layers, each followed by [BatchNorm] → ReLU → [Dropout]; `final_act` for the last."""
+  """Dense layers, each followed by [BatchNorm] → ReLU → [Dropout]; the last one gets
+  [BatchNorm] → ReLU only if `final_act` and never Dropout (report 003's latent)."""
 
   features: Sequence[int]
   batch_norm: bool = False
@@ -30,7 +31,7 @@ class MLPStack(nn.Module):
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
       x = nn.relu(x)
-      if self.dropout:
+      if self.dropout and i < len(self.features) - 1:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return x
 
