@@ -19,7 +19,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from ae_jax import cli, errors
+from ae_jax import cli, data, errors
 from ae_jax.clustering import encoder, pipeline, plot
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Clustering config file.",
@@ -29,15 +29,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir: a trained run, or any 
 flags.mark_flags_as_required(["config", "workdir"])
 
 OUT_SUBDIR = "cluster"
-
-
-def load_npy(path, what):
-  if not os.path.isfile(path):
-    raise errors.UserError(f"{what} file not found: {path}")
-  try:
-    return np.load(path, allow_pickle=False)
-  except Exception as e:  # pylint: disable=broad-except  (numpy raises several types)
-    raise errors.UserError(f"cannot read {what} file {path}: {e}") from e
+_load_npy = data._load_npy  # pylint: disable=protected-access  (same messages as npy: specs)
 
 
 def _check_workdir(workdir):
@@ -57,12 +49,12 @@ def _subsample(n, max_points, seed):
 def load_inputs(cfg, workdir):
   """(x N×D, labels or None, ids, source dict) from --config.embeddings or the AE in workdir."""
   if cfg.embeddings:
-    x = load_npy(cfg.embeddings, "embeddings")
-    labels = load_npy(cfg.labels, "labels") if cfg.labels else None
+    x = _load_npy(cfg.embeddings, "embeddings")
+    labels = _load_npy(cfg.labels, "labels") if cfg.labels else None
     x, labels = pipeline.validate(x, labels, cfg.num_clusters)
     ids = _subsample(len(x), cfg.max_points, cfg.seed)
     return x[ids], None if labels is None else labels[ids], ids, {"embeddings": cfg.embeddings}
-  labels = load_npy(cfg.labels, "labels") if cfg.labels else None
+  labels = _load_npy(cfg.labels, "labels") if cfg.labels else None
   config, model, variables, step = encoder.restore(workdir, cfg.checkpoint_step)
   ds = encoder.dataset(cfg, config)
   if labels is not None:

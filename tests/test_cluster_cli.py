@@ -1,8 +1,8 @@
 """End to end: `python -m ae_jax.cluster` over given embeddings and over a trained AE."""
 import csv
-import hashlib
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -14,15 +14,8 @@ FAST = ["--config=configs/cluster.py", "--config.tsne.early_exaggeration_iter=50
         "--config.kpca.n_components=10"]
 
 
-def _tree_hash(path):
-  h = hashlib.sha256()
-  for root, dirs, files in sorted(os.walk(path)):
-    dirs.sort()
-    for name in sorted(files):
-      p = os.path.join(root, name)
-      h.update(p.encode())
-      h.update(open(p, "rb").read())
-  return h.hexdigest()
+def _snapshot(path):
+  return {p: p.read_bytes() for p in sorted(pathlib.Path(path).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +66,11 @@ def test_embeddings_run_writes_labels_metrics_and_plot(clustered):
 ])
 def test_bad_input_fails_and_leaves_the_workdir_unchanged(clustered, arrays, args, fragment):
   workdir, _ = clustered
-  before = _tree_hash(workdir)
+  before = _snapshot(workdir)
   proc = run_cli("ae_jax.cluster", f"--workdir={workdir}", *FAST,
                  *[a.format(**arrays) for a in args])
   assert_user_error(proc, fragment)
-  assert _tree_hash(workdir) == before
+  assert _snapshot(workdir) == before
 
 
 def test_workdir_without_a_trained_run_is_an_error(tmp_path):

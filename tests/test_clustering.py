@@ -47,6 +47,12 @@ def test_accuracy_with_more_clusters_than_classes():
   assert metrics.accuracy(y, np.array([0, 0, 2, 1, 1, 1])) == pytest.approx(5 / 6)
 
 
+def test_cluster_summary_names_each_clusters_majority():
+  summary = metrics.cluster_summary(np.array([4, 4, 9, 9, 9]), np.array([1, 1, 1, 0, 0]))
+  assert summary == [{"cluster": 0, "size": 2, "majority": 9, "purity": 1.0},
+                     {"cluster": 1, "size": 3, "majority": 4, "purity": pytest.approx(2 / 3)}]
+
+
 def test_median_gamma_follows_the_data_scale():
   x, _ = blobs()
   assert kpca.median_gamma(3 * x) == pytest.approx(kpca.median_gamma(x) / 9, rel=1e-4)

@@ -4,6 +4,8 @@
     from ae_jax.clustering import metrics
     y = np.array([0, 0, 1, 1, 2])
     metrics.scores(y, np.array([2, 2, 0, 0, 1]))  # {'acc': 1.0, 'nmi': 1.0, 'ari': 1.0}
+    metrics.cluster_summary(y, np.array([2, 2, 0, 0, 0]))
+    # [{'cluster': 0, 'size': 3, 'majority': 1, 'purity': 0.667}, {'cluster': 2, ...}]
 
 `accuracy` matches clusters to classes one-to-one (scipy's `linear_sum_assignment` on
 the contingency table, rectangular when the counts differ); for two clusters it is
@@ -15,19 +17,26 @@ from sklearn import metrics as skm
 
 
 def contingency(labels, clusters):
-  """Counts table: rows are clusters, columns are classes (both relabelled 0..)."""
-  _, y = np.unique(np.asarray(labels), return_inverse=True)
-  _, c = np.unique(np.asarray(clusters), return_inverse=True)
-  table = np.zeros((c.max() + 1, y.max() + 1), np.int64)
-  np.add.at(table, (c, y), 1)
-  return table
+  """(cluster ids, class ids, counts table): rows are clusters, columns are classes."""
+  ids, c = np.unique(np.asarray(clusters), return_inverse=True)
+  classes, y = np.unique(np.asarray(labels), return_inverse=True)
+  table = np.zeros((len(ids), len(classes)), np.int64)
+  np.add.at(table, (c.ravel(), y.ravel()), 1)
+  return ids, classes, table
 
 
 def accuracy(labels, clusters):
   """Fraction of points whose cluster maps to their class under the best one-to-one matching."""
-  table = contingency(labels, clusters)
+  table = contingency(labels, clusters)[2]
   rows, cols = scipy.optimize.linear_sum_assignment(-table)
   return float(table[rows, cols].sum() / table.sum())
+
+
+def cluster_summary(labels, clusters):
+  """Per cluster (in cluster-id order): size, majority class and its share (purity)."""
+  ids, classes, table = contingency(labels, clusters)
+  return [{"cluster": i.item(), "size": int(row.sum()), "majority": classes[row.argmax()].item(),
+           "purity": float(row.max() / row.sum())} for i, row in zip(ids, table)]
 
 
 def scores(labels, clusters):

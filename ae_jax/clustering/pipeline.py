@@ -12,14 +12,15 @@
 
 `metrics` holds `n`, `dim`, `num_clusters`, `seconds` (per stage and `total`),
 `methods` (what ran: kernel-PCA method and eigen solver, t-SNE gradient method and
-kNN), the detailed `kpca`/`tsne` settings, and `acc`/`nmi`/`ari` when labels are given.
+kNN), the detailed `kpca`/`tsne` settings, and when labels are given `acc`/`nmi`/`ari`
+plus `clusters` (each cluster's size, majority class and purity).
 Bad input raises `errors.UserError`.
 """
 import time
 
 import numpy as np
 
-from ae_jax import errors
+from ae_jax import data, errors
 from ae_jax.clustering import kpca
 from ae_jax.clustering import metrics as metrics_lib
 from ae_jax.clustering import tsne
@@ -41,14 +42,7 @@ def validate(x, labels, num_clusters):
   if not 1 <= num_clusters <= n:
     raise errors.UserError(f"num_clusters must be in [1, {n}] for {n} points; got {num_clusters}")
   if labels is not None:
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or len(labels) != n:
-      raise errors.UserError(f"labels must be a vector of {n} entries (one per row of the "
-                             f"embeddings); got shape {labels.shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)):
-      if not np.issubdtype(labels.dtype, np.floating) or np.any(labels != np.round(labels)):
-        raise errors.UserError(f"labels must be integers, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64)
+    labels = data.check_labels(labels, n, "labels").astype(np.int64)
   return x, labels
 
 
@@ -90,4 +84,5 @@ def run_pipeline(x_ND, cfg, labels=None):
   }
   if labels is not None:
     out.update(metrics_lib.scores(labels, clusters))
+    out["clusters"] = metrics_lib.cluster_summary(labels, clusters)
   return clusters, out, xy
