@@ -41,26 +41,43 @@ class Classifier(nn.Module):
     return MLPStack((*self.head, self.num_classes), final_act=False, name="head")(z, train=train)
 
 
-def labelled_split(labels, per_split, seed, splits=("train", "val", "test")):
-  """Seeded, stratified, disjoint index sets of `per_split` labelled examples each;
-  everything else is `unlabelled` (for AE pretraining, labels unused)."""
+def _stratified(labels, idx, k, rng):
+  """`k` random indices of each class from `idx`, as a list per class."""
+  out = []
+  for c in np.unique(labels):
+    members = rng.permutation(idx[labels[idx] == c])
+    if len(members) < k:
+      raise errors.UserError(f"class {c} has {len(members)} examples; need {k}")
+    out.append(members[:k])
+  return out
+
+
+def labelled_split(labels, per_split, seed, pool=0, splits=("train", "val", "test")):
+  """Seeded, stratified, disjoint index sets of `per_split` labelled examples each.
+
+  pool = 0: drawn from the whole dataset; everything else is `unlabelled`.
+  pool > 0: drawn from a fixed stratified pool of `pool` examples (the same for every
+  seed); `unlabelled` is everything outside the pool, so one pretrained AE serves all
+  seeds without ever seeing a labelled image.
+  """
   labels = np.asarray(labels)
-  classes = np.unique(labels)
-  if per_split % len(classes):
-    raise errors.UserError(f"labels_per_split={per_split} must be a multiple of the "
-                           f"{len(classes)} classes (stratified split)")
-  k = per_split // len(classes)
-  rng = np.random.default_rng(seed)
-  out = {s: [] for s in splits}
-  for c in classes:
-    idx = rng.permutation(np.flatnonzero(labels == c))
-    if len(idx) < k * len(splits):
-      raise errors.UserError(f"class {c} has {len(idx)} examples; need {k * len(splits)}")
-    for i, s in enumerate(splits):
-      out[s].extend(idx[i * k:(i + 1) * k])
-  out = {s: np.sort(np.asarray(v)) for s, v in out.items()}
-  used = np.concatenate(list(out.values()))
-  out["unlabelled"] = np.setdiff1d(np.arange(len(labels)), used)
+  n_classes = len(np.unique(labels))
+  if per_split % n_classes or pool % n_classes:
+    raise errors.UserError(f"labels_per_split={per_split} and labelled_pool={pool} must be "
+                           f"multiples of the {n_classes} classes (stratified split)")
+  everything = np.arange(len(labels))
+  candidates = everything
+  if pool:
+    if pool < per_split * len(splits):
+      raise errors.UserError(f"labelled_pool={pool} is smaller than {len(splits)}×{per_split}")
+    candidates = np.sort(np.concatenate(
+        _stratified(labels, everything, pool // n_classes, np.random.default_rng(0))))
+  k = per_split // n_classes
+  per_class = _stratified(labels, candidates, k * len(splits), np.random.default_rng(seed))
+  out = {s: np.sort(np.concatenate([m[i * k:(i + 1) * k] for m in per_class]))
+         for i, s in enumerate(splits)}
+  used = candidates if pool else np.concatenate(list(out.values()))
+  out["unlabelled"] = np.setdiff1d(everything, used)
   return out
 
 
@@ -188,7 +205,7 @@ def train_and_evaluate(config, workdir):
   ds = data.load(config.dataset, config.data_dir)
   if ds.labels is None:
     raise errors.UserError(f"dataset {ds.name} has no labels; transfer needs them")
-  split = labelled_split(ds.labels, config.labels_per_split, config.seed)
+  split = labelled_split(ds.labels, config.labels_per_split, config.seed, config.labelled_pool)
   if len(split["train"]) < config.batch_size:
     raise errors.UserError(f"batch_size {config.batch_size} exceeds {len(split['train'])} labels")
   model = build(config, ds.image_shape, ds.num_classes)

@@ -34,6 +34,7 @@ def get_config(variant="000"):
   c.mode = "scratch"  # scratch | frozen | finetune
   c.pretrained_workdir = ""
   c.labels_per_split = 100  # 100 train / 100 val / 100 test labels, stratified
+  c.labelled_pool = 0  # > 0: draw the splits from a fixed pool of this size (see transfer.py)
   c.batch_size = 8
   c.learning_rate = 1e-3
   c.num_epochs = 100  # best epoch chosen on the val labels

@@ -23,6 +23,17 @@ def test_labelled_split_sizes_strata_and_disjointness():
     transfer.labelled_split(labels, 95, seed=0)
 
 
+def test_labelled_pool_is_fixed_across_seeds_and_outside_unlabelled():
+  labels = np.repeat(np.arange(10), 50)
+  a, b = (transfer.labelled_split(labels, 100, seed=s, pool=400) for s in (0, 1))
+  np.testing.assert_array_equal(a["unlabelled"], b["unlabelled"])
+  assert len(a["unlabelled"]) == 100
+  assert not np.array_equal(a["test"], b["test"])
+  for s in (a, b):
+    labelled = np.concatenate([s["train"], s["val"], s["test"]])
+    assert len(set(labelled.tolist())) == 300 and not set(labelled) & set(s["unlabelled"])
+
+
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("ae"))
