@@ -11,10 +11,11 @@ and the same pipeline at 70,000 points, measured side by side in one run.
 Every case runs in its own child process, so its peak RSS (`ru_maxrss`) is its own and
 its wall time includes the interpreter start, imports and data; the stage times are
 measured inside. With `--repeats=N` the cases are interleaved N times (the machine is
-shared: only numbers taken side by side mean anything).
+shared: only numbers taken side by side mean anything). `--threads=N` caps every side at
+N threads (BLAS, OpenMP and ours), which makes a busy machine distort the ratio less.
 
     python -m experiments.bench_cluster                       # all cases, about 3 minutes
-    python -m experiments.bench_cluster --cases=ours-5k,sklearn-5k --repeats=2
+    python -m experiments.bench_cluster --cases=ours-5k,sklearn-5k --repeats=2 --threads=1
 """
 import argparse
 import json
@@ -63,10 +64,12 @@ def run_sklearn(x, y, seed=0):
           **metrics.scores(y, clusters)}
 
 
-def run_ours(x, y):
+def run_ours(x, y, threads=0):
   from ae_jax.clustering import pipeline  # pylint: disable=g-import-not-at-top
   from configs import cluster  # pylint: disable=g-import-not-at-top
-  _, m, _ = pipeline.run_pipeline(x, cluster.get_config(), labels=y)
+  cfg = cluster.get_config()
+  cfg.tsne.n_jobs = threads
+  _, m, _ = pipeline.run_pipeline(x, cfg, labels=y)
   ts = m["tsne"]
   methods = (f"{m['methods']['kpca']} kPCA ({m['methods'].get('eigen_solver') or 'landmarks'}), "
              f"{m['methods']['tsne']} {ts['early_exaggeration_iter']}+{ts['n_iter']} it "
@@ -74,17 +77,22 @@ def run_ours(x, y):
   return {k: m[k] for k in ("n", "seconds", "acc", "nmi", "ari")} | {"methods": methods}
 
 
-def child(case):
+def child(case, threads):
   x, y = mnist_5k() if case.endswith("5k") else blobs_70k()
-  out = run_sklearn(x, y) if case.startswith("sklearn") else run_ours(x, y)
+  out = run_sklearn(x, y) if case.startswith("sklearn") else run_ours(x, y, threads)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps(out), flush=True)
 
 
-def measure(case):
+def measure(case, threads):
+  env = dict(os.environ)
+  if threads > 0:
+    env.update({v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                          "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
   t = time.perf_counter()
-  proc = subprocess.run([sys.executable, "-m", "experiments.bench_cluster", f"--child={case}"],
-                        cwd=ROOT, capture_output=True, text=True, check=False)
+  proc = subprocess.run([sys.executable, "-m", "experiments.bench_cluster", f"--child={case}",
+                         f"--threads={threads}"], cwd=ROOT, env=env, capture_output=True,
+                        text=True, check=False)
   wall = time.perf_counter() - t
   if proc.returncode != 0:
     raise SystemExit(f"case {case} failed:\n{proc.stderr[-3000:]}")
@@ -126,19 +134,21 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--cases", default=",".join(CASES))
   parser.add_argument("--repeats", type=int, default=1)
+  parser.add_argument("--threads", type=int, default=0, help="cap on threads; 0 = libraries' own")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
-    return child(args.child)
+    return child(args.child, args.threads)
   cases = [c for c in args.cases.split(",") if c]
   unknown = sorted(set(cases) - set(CASES))
   if unknown:
     parser.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
-  print(f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f} at start", flush=True)
+  print(f"{os.cpu_count()} CPU cores, threads {args.threads or 'default'}; "
+        f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
   results = {c: [] for c in cases}
   for _ in range(args.repeats):
     for c in cases:
-      results[c].append(measure(c))
+      results[c].append(measure(c, args.threads))
       print(f"  {c}: {results[c][-1]['seconds']['total']:.1f} s", flush=True)
   print(f"load average {os.getloadavg()[0]:.1f} at end\n")
   table(results)
