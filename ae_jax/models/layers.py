@@ -7,7 +7,9 @@ transposed kernel, and the kernel gradient as one im2col matmul. XLA:CPU runs th
 convolutions that autodiff emits for the backward pass 20–40× slower when they sit inside a
 loop body (the training step runs in `lax.fori_loop`; jax issue #12868), while forward-form
 convolutions and matmuls keep their speed there. Outside a loop XLA's own backward pass is
-about 1.75× faster for the rotation model; `loop_safe=False` selects it.
+about 1.75× faster for the rotation model; `loop_safe=False` selects it. Either way,
+convolutions XLA:CPU runs badly even outside loops (transposed convs and other expanding
+ones) take `fastconv`'s matmul forms.
 
 `ConvTranspose` follows PyTorch's `ConvTranspose2d(kernel, stride, padding, output_padding)`:
 output size (n − 1)·stride + kernel − 2·padding + output_padding.
@@ -24,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from ae_jax.models import fastconv
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 BACKGROUND = {"sigmoid": 0.0, "tanh": -1.0, "linear": 0.0}  # pixel value of an empty border
@@ -65,11 +69,18 @@ def _pairs(value, n=2):
   return (value,) * n if isinstance(value, int) else tuple(value)
 
 
-def _convolve(x, kernel, strides, padding, lhs_dilation, loop_safe):
-  if loop_safe:
-    return conv2d(x, kernel, strides, padding, lhs_dilation)
-  return lax.conv_general_dilated(x, kernel, strides, padding, lhs_dilation=lhs_dilation,
+def _xla_conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
+  return lax.conv_general_dilated(x, w, strides, padding, lhs_dilation=lhs_dilation,
                                   dimension_numbers=DIMENSIONS)
+
+
+# Expanding convolutions (transposed convs, outputs smaller than the kernel) go to fastconv's
+# matmul forms either way; the rest to `conv2d` (loop_safe) or XLA's own autodiff.
+_CONV2D = {True: fastconv.route(conv2d), False: fastconv.route(_xla_conv2d)}
+
+
+def _convolve(x, kernel, strides, padding, lhs_dilation, loop_safe):
+  return _CONV2D[bool(loop_safe)](x, kernel, strides, padding, lhs_dilation)
 
 
 class Conv(nn.Module):
