@@ -25,3 +25,8 @@ def get_config():
   c.num_epochs = 30
   c.learning_rate = 2e-3
   return c
+
+
+def get_sweep():
+  """β = rotation_weight: python -m ae_jax.sweep --config=configs/rotation.py --workdir=runs/beta"""
+  return {"rotation_weight": [0.0, 1.0, 10.0]}
