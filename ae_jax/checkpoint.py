@@ -12,6 +12,7 @@ not fit the model is an error, and nothing is ever deleted.
     found = checkpoint.restore_newest(mngr, abstract_state)   # Restored(state, meta, step, damaged) or None
     checkpoint.set_aside(mngr, found.damaged)                  # -> WORKDIR/checkpoints_corrupt/<step>
     config, model, variables, step = checkpoint.load_for_inference(workdir)
+    state, step = checkpoint.load_state(workdir)                # the whole TrainState
 """
 import hashlib
 import json
@@ -192,8 +193,8 @@ def restore_newest(mngr, abstract_state, step=None):
     more = "; trying an older one" if i + 1 < len(candidates) else ""
     _warn(f"checkpoint {step_dir(mngr, s)} is unreadable ({why}){more}")
   if damaged:
-    raise errors.UserError(f"no readable checkpoint in {mngr.directory}: all {len(damaged)} are damaged "
-                           f"(newest, step {damaged[0]}, skipped above); nothing was changed")
+    raise errors.UserError(f"no readable checkpoint in {mngr.directory} (damaged: step "
+                           f"{', '.join(map(str, damaged))}; see the warnings); nothing was changed")
   return None
 
 
@@ -236,13 +237,24 @@ def read_config(workdir):
   return ml_collections.ConfigDict(config)
 
 
-def load_for_inference(workdir, step=None):
-  """(config, model, variables, step) of a finished or running workdir, for encode/decode."""
+def _load(workdir, step):
   from ae_jax import train_state  # pylint: disable=g-import-not-at-top
   config = read_config(workdir)
   mngr = manager(workdir, create=False) if os.path.isdir(os.path.join(workdir, SUBDIR)) else None
   if mngr is None or not steps(mngr):
     raise errors.UserError(f"no checkpoint in {os.path.join(workdir, SUBDIR)}")
   model, abstract = train_state.abstract_state(config)
-  found = restore_newest(mngr, abstract, step)
+  return config, model, restore_newest(mngr, abstract, step)
+
+
+def load_state(workdir, step=None):
+  """(TrainState, step) of a run's newest readable checkpoint (or `step`), read-only."""
+  _, _, found = _load(workdir, step)
+  return found.state, found.step
+
+
+def load_for_inference(workdir, step=None):
+  """(config, model, variables, step) of a finished or running workdir, for encode/decode."""
+  from ae_jax import train_state  # pylint: disable=g-import-not-at-top
+  config, model, found = _load(workdir, step)
   return config, model, train_state.variables(found.state), found.step

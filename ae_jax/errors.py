@@ -1,7 +1,8 @@
-"""User-facing errors: one `error:` line on stderr and exit code 2.
+"""User-facing errors: one `error:` line on stderr and exit code 2 (3 for a diverged run).
 
-Everything that validates input raises `UserError`; the command-line entry
-points wrap their work in `cli_main`, which turns it into one line:
+Everything that validates input raises `UserError`; training that hits a non-finite
+loss raises `NonFiniteLoss` (its last good checkpoint kept). The command-line entry
+points wrap their work in `cli_main`, which turns either into one line:
 
     from ae_jax import errors
     raise errors.UserError("dataset file not found: x.npy")   # -> error: dataset file not found: x.npy

@@ -7,11 +7,13 @@
 Validates all input first (nothing is written before that), resumes from the newest
 readable checkpoint, runs jitted multi-step calls, evaluates every epoch, checkpoints,
 and writes metrics and plots. SIGTERM/SIGINT save a checkpoint at the next call
-boundary and return (a second signal acts as usual); a non-finite loss raises
+boundary and return early (a second signal acts as usual; one that comes once every
+step is done is re-delivered after the plots); a non-finite loss raises
 `errors.NonFiniteLoss` and keeps the last good checkpoint. Data order and step rngs
 derive from the step, so a run interrupted and resumed ends bit-identical to an
 uninterrupted one.
 """
+import dataclasses
 import functools
 import os
 import signal
@@ -28,10 +30,11 @@ from ae_jax import workdir as workdirs
 
 def validate(config):
   c = config
-  integers = {"batch_size": (c.batch_size, 1), "steps_per_call": (c.steps_per_call, 1),
-              "log_every_steps": (c.log_every_steps, 1), "eval_batch_size": (c.eval_batch_size, 1),
-              "num_epochs": (c.num_epochs, 0), "checkpoint.every_epochs": (c.checkpoint.every_epochs, 1),
-              "checkpoint.keep": (c.checkpoint.keep, 1), "checkpoint.keep_evenly": (c.checkpoint.keep_evenly, 0)}
+  integers = {  # name: (value, least allowed)
+      "batch_size": (c.batch_size, 1), "steps_per_call": (c.steps_per_call, 1),
+      "log_every_steps": (c.log_every_steps, 1), "eval_batch_size": (c.eval_batch_size, 1),
+      "num_epochs": (c.num_epochs, 0), "checkpoint.every_epochs": (c.checkpoint.every_epochs, 1),
+      "checkpoint.keep": (c.checkpoint.keep, 1), "checkpoint.keep_evenly": (c.checkpoint.keep_evenly, 0)}
   for k, (v, lo) in integers.items():
     if not isinstance(v, int) or isinstance(v, bool) or v < lo:
       raise errors.UserError(f"config.{k} must be an integer >= {lo}, got {v!r}")
@@ -41,7 +44,12 @@ def validate(config):
     raise errors.UserError(f"config.pixel_range must be one of {sorted(models.OUTPUT_ACTIVATION)}")
   if c.optimizer not in ("adam", "adamw"):
     raise errors.UserError(f"config.optimizer must be 'adam' or 'adamw', got {c.optimizer!r}")
-  models.model_class(c.model)
+  cls = models.model_class(c.model)
+  fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "image_shape", "output_activation"}
+  unknown = sorted(set(c.arch.keys()) - fields)
+  if unknown:
+    raise errors.UserError(f"config.arch.{unknown[0]} is not a field of model {c.model!r}; "
+                           f"its fields are {', '.join(sorted(fields))}")
 
 
 def _init_from(state, source):
@@ -56,10 +64,15 @@ def _init_from(state, source):
 
 
 class _StopFlag:
-  """SIGTERM/SIGINT set a flag the loop polls at call boundaries; a second one acts as usual."""
+  """SIGTERM/SIGINT set a flag the loop polls at call boundaries; a second one acts as usual.
+
+  A signal the loop did not act on (it came once every step was done, e.g. during the
+  final plots) is re-delivered to the previous handler on exit, so callers still see it.
+  """
 
   def __init__(self):
     self.signal = None
+    self.honoured = False
     self._old = {}
 
   def __enter__(self):
@@ -72,13 +85,18 @@ class _StopFlag:
     if self.signal is None:
       self.signal = signal.Signals(signum).name
       return
-    self.__exit__()
+    self._restore()
     signal.raise_signal(signum)  # SIGINT: KeyboardInterrupt; SIGTERM: the process ends now
 
-  def __exit__(self, *exc):
+  def _restore(self):
     for sig, handler in self._old.items():
       signal.signal(sig, handler)
     self._old = {}
+
+  def __exit__(self, *exc):
+    self._restore()
+    if self.signal and not self.honoured:
+      signal.raise_signal(signal.Signals[self.signal])
 
 
 @jax.jit
@@ -124,7 +142,8 @@ def write_plots(config, workdir, model, variables, ds):
 
 
 def train_and_evaluate(config, workdir):
-  """Trains (or resumes, or extends) the run in `workdir`; returns the final `TrainState`."""
+  """Trains (or resumes, or extends) the run in `workdir`; returns the last `TrainState`
+  (its step is short of the total when SIGTERM/SIGINT stopped the run)."""
   with _StopFlag() as stop:
     return _run(config, workdir, stop)
 
@@ -230,7 +249,8 @@ def _run(config, workdir, stop):
         pending = []
   finally:
     writer.close()
-  if stop.signal:
+  if stop.signal and step < total:
+    stop.honoured = True
     done = "checkpoint saved" if step > start else "nothing new to save"
     print(f"stopped by {stop.signal} at step {step}: {done}; rerun the same command to resume",
           flush=True)

@@ -50,8 +50,7 @@ def saved_steps(workdir):
 
 def state_at(workdir, step):
   """{path: array} of the whole TrainState in the checkpoint at `step`."""
-  _, abstract = train_state.abstract_state(checkpoint.read_config(workdir))
-  state, _ = checkpoint.restore(checkpoint.manager(workdir, create=False), abstract, step)
+  state, _ = checkpoint.load_state(workdir, step)
   return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(state)[0]}
 
 
@@ -113,7 +112,10 @@ def damage(workdir, step, how):
   path = max((os.path.join(r, f) for r, _, fs in os.walk(state) for f in fs), key=os.path.getsize)
   raw = bytearray(open(path, "rb").read())
   mid = len(raw) // 2
-  raw = raw[:mid] if how == "truncate" else raw[:mid] + bytes(b ^ 0xFF for b in raw[mid:mid + 16]) + raw[mid + 16:]
+  if how == "truncate":
+    raw = raw[:mid]
+  else:
+    raw[mid:mid + 16] = bytes(b ^ 0xFF for b in raw[mid:mid + 16])
   with open(path, "wb") as f:
     f.write(raw)
 
@@ -172,9 +174,18 @@ def test_sigint_mid_epoch_then_sigterm_in_eval_resume_bit_exact_with_batchnorm_d
   assert_same_run(bn_ref, workdir, step=70)
 
 
-def test_same_config_and_seed_give_identical_metrics_and_state(ref, tmp_path):
-  train.train_and_evaluate(tiny(**SMALL), str(tmp_path / "again"))
-  assert_same_run(ref, str(tmp_path / "again"))
+def test_same_config_and_seed_give_identical_metrics_and_state(ref, tmp_path, monkeypatch):
+  workdir, real = str(tmp_path / "again"), train.write_plots
+
+  def interrupted_plots(*args):  # a signal once every step is done: re-delivered at the end
+    os.kill(os.getpid(), signal.SIGINT)
+    real(*args)
+
+  monkeypatch.setattr(train, "write_plots", interrupted_plots)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(tiny(**SMALL), workdir)
+  assert os.path.getsize(os.path.join(workdir, "plots", "reconstructions.png")) > 1000
+  assert_same_run(ref, workdir)
 
 
 # Damaged and half-written checkpoints.
@@ -205,7 +216,8 @@ def test_damaged_newest_checkpoints_are_set_aside_and_redone_bit_exact(ref, tmp_
 def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(tmp_path, capsys):
   workdir = str(tmp_path / "run")
   # AdamW with a weight decay of 3e4 × lr 1e-3 multiplies the weights by -29 per step.
-  config = tiny(optimizer="adamw", weight_decay=3e4, val_fraction=0.96, num_epochs=20)
+  config = tiny(optimizer="adamw", weight_decay=3e4, val_fraction=0.96, num_epochs=20,
+                **{"arch.hidden": (64,)})
   with pytest.raises(SystemExit) as exit_:
     errors.cli_main(train.train_and_evaluate)(config, workdir)
   err = capsys.readouterr().err
@@ -223,12 +235,10 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
   model = models.build(config, ds.image_shape)
   tx = train_state.optimizer(config, len(ds) // config.batch_size)
   mesh = steps.make_mesh(config.batch_size)
-  mngr = checkpoint.manager(workdir, create=False)
-  target = train_state.abstract_state(checkpoint.read_config(workdir))[1]
   for s in saved_steps(workdir):
-    state, _ = checkpoint.restore(mngr, target, s)
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
-  state, _ = checkpoint.restore(mngr, target, kept)
+    params = checkpoint.load_state(workdir, s)[0].params
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(params))
+  state, _ = checkpoint.load_state(workdir, kept)
   chunk = steps.make_train_chunk(model, tx, config, n_train=len(ds), mesh=mesh)
   state, images = steps.replicate((state, ds.images), mesh)
   for s in range(kept, bad + 1):
@@ -263,9 +273,8 @@ ROWS = [  # (id, CLI arguments or config overrides, change to a copy of the refe
     ("wrong type of a nested key", [*CLI, "--config.checkpoint.keep=x"], None, "checkpoint.keep"),
     ("missing config file", ["--config=configs/no_such.py"], None, "configs/no_such.py"),
     ("config file that raises", ["--config={a}/broken.py"], None, "ValueError: no such field"),
-    ("config.json edited by hand", [*CLI, "--config.arch.latent_dim=16"], _edit_config_json,
-     "params.decoder.Dense_0.kernel is (8, 64) float32 in the checkpoint, (16, 64) float32"),
     ("checkpoint cadence 0", {"checkpoint.every_epochs": 0}, None, "checkpoint.every_epochs"),
+    ("arch field the model lacks", {"model": "vae"}, None, "config.arch.batch_norm is not a field"),
     ("NaN pixels", {"dataset": "npy:{a}/x_nan.npy"}, None, "NaN"),
     ("labels length mismatch", {"dataset": "npy:{a}/x.npy,{a}/y_short.npy"}, None, "vector of 100"),
     ("not an npy file", {"dataset": "npy:{a}/not.npy"}, None, "cannot read images file"),
@@ -273,6 +282,8 @@ ROWS = [  # (id, CLI arguments or config overrides, change to a copy of the refe
     ("init_from a missing run", {"init_from": "{a}/missing"}, None, "no trained run"),
     ("init_from a run of another model", {**SMALL, "init_from": "{bn_ref}"}, None,
      "does not fit this model (init_from): params.decoder.BatchNorm_0.bias is in the checkpoint but"),
+    ("config.json edited by hand", {**SMALL, "arch.latent_dim": 16}, _edit_config_json,
+     "params.decoder.Dense_0.kernel is (8, 64) float32 in the checkpoint, (16, 64) float32"),
     ("every checkpoint damaged", SMALL, _damage_all, "no readable checkpoint"),
     ("config.json unreadable", SMALL, lambda w: open(os.path.join(w, "config.json"), "w").write("{"),
      "cannot read"),
