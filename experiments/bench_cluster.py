@@ -117,7 +117,8 @@ def table(results):
 def summary(results):
   med = lambda case, f: statistics.median(f(r) for r in results[case])  # noqa: E731
   if "sklearn-5k" in results and "ours-5k" in results:
-    sk_t, our_t = med("sklearn-5k", lambda r: r["seconds"]["total"]), med("ours-5k", lambda r: r["seconds"]["total"])
+    sk_t = med("sklearn-5k", lambda r: r["seconds"]["total"])
+    our_t = med("ours-5k", lambda r: r["seconds"]["total"])
     sk_a, our_a = med("sklearn-5k", lambda r: r["acc"]), med("ours-5k", lambda r: r["acc"])
     print(f"5k: scikit-learn {sk_t:.2f} s / ours {our_t:.2f} s = {sk_t / our_t:.2f}x faster "
           f"(target >= 2x); accuracy {our_a:.4f} vs {sk_a:.4f} ({our_a - sk_a:+.4f}); "

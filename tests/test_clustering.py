@@ -79,7 +79,8 @@ def test_nystroem_agrees_with_exact_kernel_pca(landmarks, min_cos):
   x = np.random.default_rng(2).normal(size=(300, 5)).astype(np.float32)
   exact, info_e = kpca.fit_transform(x, 8)
   approx, info_n = kpca.fit_transform(x, 8, exact_max_n=100, landmarks=landmarks)
-  assert (info_e["method"], info_n["method"], info_n["landmarks"]) == ("exact", "nystroem", landmarks)
+  assert (info_e["method"], info_n["method"]) == ("exact", "nystroem")
+  assert info_n["landmarks"] == landmarks
   assert subspace_cos(exact, approx).min() > min_cos
   k_exact, k_approx = exact @ exact.T, approx @ approx.T
   assert np.abs(k_exact - k_approx).max() < 0.05 * np.abs(k_exact).max()

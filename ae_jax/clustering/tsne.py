@@ -108,7 +108,8 @@ def embed(z, perplexity=30.0, early_exaggeration_iter=250, early_exaggeration=12
           n_iter=500, exaggeration=1.0, learning_rate=0.0, init="pca", method="auto",
           bh_max_n=10000, n_jobs=0, seed=0, dof=1.0):
   """2-D t-SNE of z (n×d); returns (xy n×2 float32, info with the methods and timings)."""
-  from openTSNE import affinity, nearest_neighbors, TSNEEmbedding  # pylint: disable=g-import-not-at-top
+  from openTSNE import affinity, nearest_neighbors  # pylint: disable=g-import-not-at-top
+  from openTSNE import TSNEEmbedding  # pylint: disable=g-import-not-at-top
   z = np.asarray(z, np.float32)
   n = len(z)
   perplexity = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
