@@ -29,7 +29,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir: a trained run, or any 
 flags.mark_flags_as_required(["config", "workdir"])
 
 OUT_SUBDIR = "cluster"
-_load_npy = data._load_npy  # pylint: disable=protected-access  (same messages as npy: specs)
 
 
 def _check_workdir(workdir):
@@ -49,12 +48,12 @@ def _subsample(n, max_points, seed):
 def load_inputs(cfg, workdir):
   """(x N×D, labels or None, ids, source dict) from --config.embeddings or the AE in workdir."""
   if cfg.embeddings:
-    x = _load_npy(cfg.embeddings, "embeddings")
-    labels = _load_npy(cfg.labels, "labels") if cfg.labels else None
+    x = data.load_npy(cfg.embeddings, "embeddings")
+    labels = data.load_npy(cfg.labels, "labels") if cfg.labels else None
     x, labels = pipeline.validate(x, labels, cfg.num_clusters)
     ids = _subsample(len(x), cfg.max_points, cfg.seed)
     return x[ids], None if labels is None else labels[ids], ids, {"embeddings": cfg.embeddings}
-  labels = _load_npy(cfg.labels, "labels") if cfg.labels else None
+  labels = data.load_npy(cfg.labels, "labels") if cfg.labels else None
   config, model, variables, step = encoder.restore(workdir, cfg.checkpoint_step)
   ds = encoder.dataset(cfg, config)
   if labels is not None:

@@ -81,7 +81,8 @@ def _load_tfds(name, data_dir, split):
   return images, labels, class_names
 
 
-def _load_npy(path, what):
+def load_npy(path, what):
+  """np.load with one clear error for a missing or unreadable file."""
   if not os.path.isfile(path):
     raise errors.UserError(f"{what} file not found: {path}")
   try:
@@ -137,10 +138,10 @@ def load(spec: str, data_dir: str = "", split: str = "train") -> Dataset:
     paths = spec[4:].split(",")
     if len(paths) > 2 or not paths[0]:
       raise errors.UserError(f"bad npy spec {spec!r}; use npy:IMAGES.npy[,LABELS.npy]")
-    images = to_unit_range(_load_npy(paths[0], "images"), f"images {paths[0]}")
+    images = to_unit_range(load_npy(paths[0], "images"), f"images {paths[0]}")
     labels = None
     if len(paths) == 2:
-      labels = check_labels(_load_npy(paths[1], "labels"), len(images), f"labels {paths[1]}")
+      labels = check_labels(load_npy(paths[1], "labels"), len(images), f"labels {paths[1]}")
     return Dataset(images, labels, spec)
   images, labels, class_names = _load_tfds(spec, data_dir, split)
   return Dataset(to_unit_range(images, spec), labels, spec, class_names)
