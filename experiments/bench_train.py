@@ -28,11 +28,13 @@ import numpy as np
 
 from ae_jax import data, models, steps, train_state
 
-# name → (config module, batch size, steps per call); None = the config's own (or
-# --steps_per_call).
-CASES = {"mlp-8": ("mlp", 8, None), "mlp-8-spc64": ("mlp", 8, 64), "mlp-64": ("mlp", 64, None),
-         "mlp-256": ("mlp", 256, None), "conv": ("conv", None, None),
-         "rotation": ("rotation", None, None)}
+# name → (config module, config overrides); batch_size/steps_per_call not given = the
+# config's own (or --steps_per_call).
+CASES = {"mlp-8": ("mlp", {"batch_size": 8}),
+         "mlp-8-spc64": ("mlp", {"batch_size": 8, "steps_per_call": 64}),
+         "mlp-64": ("mlp", {"batch_size": 64}), "mlp-256": ("mlp", {"batch_size": 256}),
+         "mlp-256-bf16": ("mlp", {"batch_size": 256, "half_precision": True}),
+         "conv": ("conv", {}), "rotation": ("rotation", {})}
 
 
 _PROBE = """
@@ -68,12 +70,11 @@ class MatmulProbe:
     self.proc.wait()
 
 
-def load_config(module, batch_size, steps_per_call):
+def load_config(module, overrides, steps_per_call):
   config = importlib.import_module(f"configs.{module}").get_config()
-  if batch_size:
-    config.batch_size = batch_size
   if steps_per_call:
     config.steps_per_call = steps_per_call
+  config.update(overrides)
   return config
 
 
@@ -243,8 +244,7 @@ def main():
   train_ds, _ = data.split(data.load("mnist_5k"), 0.1, 0)
   probe, rows, t_start = MatmulProbe(), [], time.perf_counter()
   for name in args.cases.split(","):
-    module, batch, spc = CASES[name]
-    config = load_config(module, batch, spc or args.steps_per_call)
+    config = load_config(*CASES[name], args.steps_per_call)
     t0 = time.perf_counter()
     rows.append(bench_case(name, config, train_ds.images, args.seconds, args.rounds, probe,
                            not args.no_torch))
