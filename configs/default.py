@@ -30,7 +30,7 @@ def get_config():
   c.kl_weight = 1.0  # VAE only
 
   # Loop, logging, checkpoints.
-  c.steps_per_call = 8  # training steps per jitted call (lax.scan)
+  c.steps_per_call = 32  # training steps per jitted call (a fori_loop; calls stop at epoch ends)
   c.log_every_steps = 50
   c.eval_batch_size = 1000
   c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, keep=3, keep_evenly=0))
