@@ -163,6 +163,13 @@ def test_vae_sample_and_reparameterisation():
   assert s.shape == (5, 28, 28, 1) and float(s.min()) >= 0.0 and float(s.max()) <= 1.0
 
 
+def test_rotation_head_on_features():
+  _, variables, out = _abstract("rotation", (28, 28, 1), **{"arch.rotation_head": "features"})
+  assert out["logits"].shape == (3, 4)
+  extra = _dense(7 * 7 * 32, 4) - _dense(64, 4)
+  assert models.count_params(variables["params"]) == expected_params("rotation", (28, 28, 1)) + extra
+
+
 def test_rotation_batch_norm_variant_updates_running_stats():
   model, variables = _build("rotation", (28, 28, 1), **SMALL["rotation"], **{"arch.norm": "batch"})
   x = _images((28, 28, 1), n=4)

@@ -3,7 +3,10 @@
 Encoder: per stage i, a downsampling conv 2×2 stride 2 to widths[i] (the first one turns
 2×2 pixel patches into features) and blocks[i] residual blocks; flatten → Dense(latent_dim) = z.
 Rotation head: Dense(4) on z → out['logits'] (which of 0/90/180/270° the input was turned
-by; the training step applies the rotations).
+by; the training step applies the rotations). On MNIST this linear head on the latent makes
+the rotation directions dominate z (KPCA → t-SNE → KMeans accuracy ≈ 0.3 with β = 10, against
+≈ 0.85 without the rotation task); `rotation_head='features'` reads the flattened maps that
+feed the latent instead, which keeps ≈ 0.81 (15 epochs each, mnist_5k).
 Decoder (mirror): Dense → reshape to the bottom feature map → per stage, deepest first,
 blocks[i] residual blocks and a pixel-shuffle upsample (conv 3×3 to 4× the next width, then
 depth-to-space); the last one produces the C image channels → output activation (tanh for
@@ -85,7 +88,8 @@ class _Stages(nn.Module):
 
 
 class Encoder(_Stages):
-  """Per stage: conv 2×2 stride 2 and residual blocks; then Dense to the latent."""
+  """Per stage: conv 2×2 stride 2 and residual blocks; returns the flattened maps and their
+  Dense projection, the latent."""
 
   latent_dim: int = 64
 
@@ -94,7 +98,8 @@ class Encoder(_Stages):
     for i, w in enumerate(self.widths):
       x = Conv(w, 2, strides=2, padding="VALID", loop_safe=self.loop_safe, name=f"down{i}")(x)
       x = self.residual(x, i, train)
-    return nn.Dense(self.latent_dim, name="latent")(x.reshape(x.shape[0], -1))
+    h = x.reshape(x.shape[0], -1)
+    return h, nn.Dense(self.latent_dim, name="latent")(h)
 
 
 class Decoder(_Stages):
@@ -126,6 +131,7 @@ class ResNetAutoencoder(nn.Module):
   norm: str = "group"
   groups: int = 8
   loop_safe_conv: bool = True  # see ae_jax/models/layers.py
+  rotation_head: str = "latent"  # or "features": the flattened maps that feed the latent
 
   @property
   def _padded_hw(self):
@@ -133,6 +139,8 @@ class ResNetAutoencoder(nn.Module):
     return tuple(-(-int(n) // m) * m for n in self.image_shape[:2])
 
   def setup(self):
+    if self.rotation_head not in ("latent", "features"):
+      raise ValueError(f"rotation_head must be 'latent' or 'features', got {self.rotation_head!r}")
     if len(self.blocks) != len(self.widths):
       raise ValueError(f"blocks {tuple(self.blocks)} needs one entry per width {tuple(self.widths)}")
     stages = dict(widths=tuple(self.widths), blocks=tuple(self.blocks), norm=self.norm,
@@ -143,14 +151,18 @@ class ResNetAutoencoder(nn.Module):
                            channels=self.image_shape[-1])
     self.rotation = nn.Dense(NUM_ROTATIONS)
 
-  def encode(self, x_BHWC, *, train: bool = False):
+  def _encode(self, x_BHWC, train):
     x = pad_to(x_BHWC, self._padded_hw, BACKGROUND[self.output_activation])
     return self.encoder(x, train=train)
+
+  def encode(self, x_BHWC, *, train: bool = False):
+    return self._encode(x_BHWC, train)[1]
 
   def decode(self, z_BD, *, train: bool = False):
     y = _activation(self.output_activation)(self.decoder(z_BD, train=train))
     return crop_to(y, self.image_shape[:2])
 
   def __call__(self, x_BHWC, *, train: bool = False):
-    z = self.encode(x_BHWC, train=train)
-    return {"recon": self.decode(z, train=train), "z": z, "logits": self.rotation(z)}
+    h, z = self._encode(x_BHWC, train)
+    logits = self.rotation(h if self.rotation_head == "features" else z)
+    return {"recon": self.decode(z, train=train), "z": z, "logits": logits}
