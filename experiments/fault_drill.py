@@ -13,6 +13,7 @@ results.json under --out.
 """
 import argparse
 import hashlib
+import importlib
 import os
 import random
 import shutil
@@ -27,12 +28,13 @@ import numpy as np
 
 from experiments import common
 
-from ae_jax import checkpoint  # pylint: disable=g-bad-import-order
+from ae_jax import checkpoint, models  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Report 004's MLP (plateau scheduler on) with BatchNorm and Dropout, 30 epochs of 140 steps.
-ARGS = ["--config=configs/mlp.py", "--config.num_epochs=30", "--config.arch.batch_norm=True",
-        "--config.arch.dropout=0.2"]
+CONFIG_MODULE = "configs.mlp"
+ARGS = [f"--config={CONFIG_MODULE.replace('.', '/')}.py", "--config.num_epochs=30",
+        "--config.arch.batch_norm=True", "--config.arch.dropout=0.2"]
 
 
 def run(workdir, log_path, sig=None, after=None):
@@ -67,14 +69,19 @@ def run(workdir, log_path, sig=None, after=None):
 
 
 def sources():
-  """Hash of the code the runs execute: a drill is only valid if it does not change meanwhile."""
+  """Hash of the code a run executes (the ae_jax and configs modules it imports): the drill is
+  only valid if that code does not change meanwhile."""
+  config = importlib.import_module(CONFIG_MODULE).get_config()
+  for name in ("ae_jax.main", "ae_jax.train", "ae_jax.transfer"):
+    importlib.import_module(name)
+  models.model_class(config.model)
+  files = sorted(m.__file__ for m in list(sys.modules.values())
+                 if (getattr(m, "__file__", None) or "").startswith(
+                     (os.path.join(ROOT, "ae_jax"), os.path.join(ROOT, "configs"))))
   h = hashlib.sha256()
-  for folder in ("ae_jax", "configs"):
-    for root, dirs, files in os.walk(os.path.join(ROOT, folder)):
-      dirs.sort()
-      for name in sorted(f for f in files if f.endswith(".py")):
-        with open(os.path.join(root, name), "rb") as f:
-          h.update(name.encode() + f.read())
+  for file in files:
+    with open(file, "rb") as f:
+      h.update(file.encode() + f.read())
   return h.hexdigest()
 
 
