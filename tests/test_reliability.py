@@ -1,7 +1,9 @@
 """Reliability: preemption, kill -9, bit-exact resume, damaged checkpoints, NaN guard, bad input.
 
-Every run uses one small config (the report-004 MLP with 64 hidden units, 3 epochs
-of 70 steps), so one uninterrupted reference run serves every comparison.
+The runs use one small config (the report-004 MLP with 64 hidden units, 3 epochs of
+70 steps, and a BatchNorm/Dropout variant), so two uninterrupted reference runs serve
+every comparison. Signals go to a child process once it has printed a given line, or
+are sent from inside a train/eval call, so every stop lands where the test expects.
 
     python -m pytest -q tests/test_reliability.py
 """
