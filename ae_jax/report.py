@@ -17,8 +17,14 @@ def read_metrics(workdir):
   path = os.path.join(workdir, METRICS)
   if not os.path.isfile(path):
     return []
+  out = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        out.append(json.loads(line))
+      except json.JSONDecodeError:  # a line cut short by a kill: the run redoes it
+        pass
+  return out
 
 
 class MetricsWriter:
@@ -27,8 +33,9 @@ class MetricsWriter:
   def __init__(self, workdir, resume_step):
     self.path = os.path.join(workdir, METRICS)
     kept = [m for m in read_metrics(workdir) if m["step"] <= resume_step]
-    with open(self.path, "w") as f:
+    with open(self.path + ".tmp", "w") as f:  # replaced atomically: a kill never loses history
       f.writelines(json.dumps(m) + "\n" for m in kept)
+    os.replace(self.path + ".tmp", self.path)
     self._workdir = workdir
     self._tb = None
 

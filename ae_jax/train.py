@@ -13,7 +13,6 @@ step is done is re-delivered after the plots); a non-finite loss raises
 derive from the step, so a run interrupted and resumed ends bit-identical to an
 uninterrupted one.
 """
-import dataclasses
 import functools
 import os
 import signal
@@ -44,12 +43,7 @@ def validate(config):
     raise errors.UserError(f"config.pixel_range must be one of {sorted(models.OUTPUT_ACTIVATION)}")
   if c.optimizer not in ("adam", "adamw"):
     raise errors.UserError(f"config.optimizer must be 'adam' or 'adamw', got {c.optimizer!r}")
-  cls = models.model_class(c.model)
-  fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "image_shape", "output_activation"}
-  unknown = sorted(set(c.arch.keys()) - fields)
-  if unknown:
-    raise errors.UserError(f"config.arch.{unknown[0]} is not a field of model {c.model!r}; "
-                           f"its fields are {', '.join(sorted(fields))}")
+  models.check_arch(c)
 
 
 def _init_from(state, source):

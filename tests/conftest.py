@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated TFDS data dir, shrunken configs, and a CLI runner."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -39,3 +40,17 @@ def assert_user_error(proc, *fragments):
   assert "Traceback" not in proc.stderr
   for f in fragments:
     assert f in lines[0], lines[0]
+
+
+def tree_hash(path):
+  """Hash of the names and bytes of everything under `path` (or of the file `path`)."""
+  h = hashlib.sha256()
+  if os.path.isfile(path):
+    h.update(open(path, "rb").read())
+  for root, dirs, files in os.walk(path):
+    dirs.sort()
+    h.update(f"dir {os.path.relpath(root, path)}\n".encode())
+    for name in sorted(files):
+      with open(os.path.join(root, name), "rb") as f:
+        h.update(f"file {name}\n".encode() + f.read())
+  return h.hexdigest()

@@ -2,20 +2,15 @@
 import csv
 import json
 import os
-import pathlib
 
 import numpy as np
 import pytest
 
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, tree_hash
 
 FAST = ["--config=configs/cluster.py", "--config.tsne.early_exaggeration_iter=50",
         "--config.tsne.n_iter=50", "--config.tsne.n_jobs=1", "--config.kmeans.n_init=3",
         "--config.kpca.n_components=10"]
-
-
-def _snapshot(path):
-  return {p: p.read_bytes() for p in sorted(pathlib.Path(path).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +61,11 @@ def test_embeddings_run_writes_labels_metrics_and_plot(clustered):
 ])
 def test_bad_input_fails_and_leaves_the_workdir_unchanged(clustered, arrays, args, fragment):
   workdir, _ = clustered
-  before = _snapshot(workdir)
+  before = tree_hash(workdir)
   proc = run_cli("ae_jax.cluster", f"--workdir={workdir}", *FAST,
                  *[a.format(**arrays) for a in args])
   assert_user_error(proc, fragment)
-  assert _snapshot(workdir) == before
+  assert tree_hash(workdir) == before
 
 
 def test_workdir_without_a_trained_run_is_an_error(tmp_path):

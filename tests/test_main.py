@@ -6,21 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, tree_hash
 
 TINY = ["--config=configs/mlp.py", "--config.num_epochs=2", "--config.batch_size=128",
         "--config.log_every_steps=10"]
-
-
-def _tree_hash(path):
-  h = hashlib.sha256()
-  for root, dirs, files in sorted(os.walk(path)):
-    dirs.sort()
-    for name in sorted(files):
-      p = os.path.join(root, name)
-      h.update(p.encode())
-      h.update(open(p, "rb").read())
-  return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +40,11 @@ def test_main_writes_every_contract_file(trained):
 
 def test_rerun_of_a_finished_run_does_not_retrain(trained):
   workdir, _ = trained
-  before = _tree_hash(os.path.join(workdir, "checkpoints"))
+  before = tree_hash(os.path.join(workdir, "checkpoints"))
   proc = run_cli("ae_jax.main", f"--workdir={workdir}", *TINY)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "already finished at step 70" in proc.stdout
-  assert _tree_hash(os.path.join(workdir, "checkpoints")) == before
+  assert tree_hash(os.path.join(workdir, "checkpoints")) == before
 
 
 @pytest.mark.parametrize("args,fragment", [
@@ -68,10 +57,10 @@ def test_rerun_of_a_finished_run_does_not_retrain(trained):
 ])
 def test_bad_input_is_one_error_line_and_leaves_workdir_unchanged(trained, args, fragment):
   workdir, _ = trained
-  before = _tree_hash(workdir)
+  before = tree_hash(workdir)
   proc = run_cli("ae_jax.main", f"--workdir={workdir}", *TINY, *args)
   assert_user_error(proc, fragment)
-  assert _tree_hash(workdir) == before
+  assert tree_hash(workdir) == before
 
 
 def test_bad_npy_shape_in_a_fresh_workdir(tmp_path):

@@ -7,7 +7,6 @@ are sent from inside a train/eval call, so every stop lands where the test expec
 
     python -m pytest -q tests/test_reliability.py
 """
-import hashlib
 import json
 import os
 import re
@@ -23,27 +22,13 @@ import numpy as np
 import pytest
 
 from ae_jax import checkpoint, data, errors, models, steps, train, train_state
-from tests.conftest import ROOT, assert_user_error, run_cli, tiny
+from tests.conftest import ROOT, assert_user_error, run_cli, tiny, tree_hash
 
 SMALL = {"num_epochs": 3, "arch.hidden": (64,)}
 CLI = ["--config=configs/mlp.py", "--config.num_epochs=3", "--config.batch_size=64",
        "--config.steps_per_call=8", "--config.log_every_steps=20", "--config.arch.hidden=64,"]
 BN = {"arch.batch_norm": True, "arch.dropout": 0.5}
 TOTAL = 210  # 3 epochs of 4,500 // 64 steps
-
-
-def tree_hash(path):
-  """Hash of the names and bytes of everything under `path` (or of the file `path`)."""
-  h = hashlib.sha256()
-  if os.path.isfile(path):
-    h.update(open(path, "rb").read())
-  for root, dirs, files in os.walk(path):
-    dirs.sort()
-    h.update(f"dir {os.path.relpath(root, path)}\n".encode())
-    for name in sorted(files):
-      with open(os.path.join(root, name), "rb") as f:
-        h.update(f"file {name}\n".encode() + f.read())
-  return h.hexdigest()
 
 
 def saved_steps(workdir):

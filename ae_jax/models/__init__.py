@@ -12,6 +12,7 @@ Example:
     from configs import mlp
     model = models.build(mlp.get_config(), image_shape=(28, 28, 1))
 """
+import dataclasses
 import importlib
 
 import jax
@@ -42,9 +43,21 @@ def model_class(name: str):
   return getattr(importlib.import_module(module), cls)
 
 
+def check_arch(config):
+  """`config.model` is registered and every `config.arch` key is a field of it."""
+  cls = model_class(config.model)
+  fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "image_shape",
+                                                        "output_activation"}
+  unknown = sorted(set(config.arch.keys()) - fields)
+  if unknown:
+    raise errors.UserError(f"config.arch.{unknown[0]} is not a field of model {config.model!r}; "
+                           f"its fields are {', '.join(sorted(fields))}")
+  return cls
+
+
 def build(config, image_shape):
   """Returns the Linen module for `config.model` over images of `image_shape` (H, W, C)."""
-  cls = model_class(config.model)
+  cls = check_arch(config)
   return cls(image_shape=tuple(int(s) for s in image_shape),
              output_activation=OUTPUT_ACTIVATION[config.pixel_range],
              **{k: tuple(v) if isinstance(v, list) else v for k, v in config.arch.to_dict().items()})
