@@ -4,7 +4,7 @@ The report clustered 32×32 RGB photos from two sources (living things vs landsc
 Offline stand-in: 32×32 RGB patches (random position and scale) of scikit-learn's two
 sample photos, `flower.jpg` (a living thing) and `china.jpg` (a landscape/building).
 Baseline = plain conv AE (configs/conv.py); improved = the main job (configs/rotation.py,
-β = 10); ablation = the same residual AE with β = 0. Each embedding is clustered by
+β = 10); ablation = the same residual AE with β = 0, and β = 1 between them. Each embedding is clustered by
 kernel PCA → t-SNE → KMeans(2); accuracy is max(acc, 1 − acc) as in the report.
 
     python -m experiments.report002_rotation --out=runs/report002
@@ -69,7 +69,7 @@ def main():
   np.save(os.path.join(args.out, "images.npy"), x)
   np.save(os.path.join(args.out, "labels.npy"), y)
   runs = {"baseline": ("conv", {}), "ablation": ("rotation", {"rotation_weight": 0.0}),
-          "improved": ("rotation", {})}
+          "beta1": ("rotation", {"rotation_weight": 1.0}), "improved": ("rotation", {})}
   results, t0 = {}, time.perf_counter()
   for name, (cfg_name, extra) in runs.items():
     workdir = os.path.join(args.out, name)
@@ -110,6 +110,14 @@ def markdown(results, raw, curve, args, seconds):
       for name, r in results.items())
   rows_c = curve.get("rows", curve) if isinstance(curve, dict) else curve
   first, best, final = rows_c[0], max(rows_c, key=lambda r: r["val_acc"]), rows_c[-1]
+  top = max(results, key=lambda k: results[k]["acc"])
+  helps = results["improved"]["acc"] > results["ablation"]["acc"]
+  verdict = ("The rotation task (β = 10) improves on the same residual AE without it (β = 0)."
+             if helps else "On these photos the rotation task (β > 0) clusters worse than the same "
+             "residual AE without it (β = 0): it pulls the latent towards orientation cues.")
+  trend = ("accuracy peaks before the end while the MSE keeps falling: as the report observed, "
+           "a lower reconstruction error stops buying better clusters" if final["val_acc"] <
+           best["val_acc"] - 0.01 else "accuracy rises as the MSE falls")
   return f"""# Report 002: rotation-self-supervised residual AE, 2-source clustering
 
 Data: {2 * args.per_source} RGB 32×32 patches of two photos (0 = landscape `china.jpg`,
@@ -129,7 +137,10 @@ reconstructions), `improved/cluster/checkpoint_curve.png` ({len(rows_c)} checkpo
 
 Checkpoint curve (improved): train MSE {first['train_mse']:.4f} → {final['train_mse']:.4f}
 from step {first['step']} to {final['step']}, while val clustering accuracy goes
-{first['val_acc']:.3f} → {final['val_acc']:.3f} (best {best['val_acc']:.3f} at step {best['step']}).
+{first['val_acc']:.3f} → {final['val_acc']:.3f} (best {best['val_acc']:.3f} at step {best['step']}):
+{trend}.
+
+Best clustering here: **{top}** (acc {results[top]['acc']:.4f}). {verdict}
 
 Total {seconds:.0f} s. Reproduce: `python -m experiments.report002_rotation --out={args.out}`
 """
