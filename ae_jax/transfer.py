@@ -229,9 +229,9 @@ def train_and_evaluate(config, workdir):
   (tx_, ty_), (vx, vy), (sx, sy) = take("train"), take("val"), take("test")
   writer = report.MetricsWriter(workdir, resume_step=-1)
   fit_x, fit_y, pool = tx_, ty_, jnp.asarray(ds.images[split["unlabelled"]])
-  step = 0  # metrics step = epochs so far, over all rounds
+  step, best = 0, None  # metrics step = epochs so far, over all rounds
   for r in range(config.self_train.rounds + 1):
-    if r:  # self-training: add the most confident predictions on unlabelled images
+    if best is not None:  # self-training: add the most confident predictions on unlabelled images
       px, py = pseudo_labels(model, best, pool, config.pixel_range, config.self_train.per_class * r,
                              ds.num_classes)
       fit_x, fit_y = jnp.concatenate([tx_, px]), jnp.concatenate([ty_, py])

@@ -5,13 +5,34 @@
     state = common.train(config, "runs/report004/mlp")
     common.write_results("runs/report004", markdown_text, {"key": 1})
 """
+import argparse
 import json
 import os
+import time
 
 
 def train(config_, workdir):
   from ae_jax import train as train_lib  # pylint: disable=g-import-not-at-top
   return train_lib.train_and_evaluate(config_, workdir)
+
+
+def train_report_model(doc, name, out, epochs, dataset_help):
+  """Parses --out/--epochs/--dataset, trains configs/NAME.py into OUT/NAME and restores it.
+
+  Returns (args, workdir, train seconds, config, model, variables, dataset)."""
+  import configs  # pylint: disable=g-import-not-at-top
+  from ae_jax import checkpoint, data  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  p.add_argument("--out", default=out)
+  p.add_argument("--epochs", type=int, default=epochs)
+  p.add_argument("--dataset", default="mnist_5k", help=dataset_help)
+  args = p.parse_args()
+  workdir = os.path.join(args.out, name)
+  t0 = time.perf_counter()
+  train(configs.load(name, num_epochs=args.epochs, dataset=args.dataset), workdir)
+  seconds = time.perf_counter() - t0
+  config, model, variables, _ = checkpoint.load_for_inference(workdir)
+  return args, workdir, seconds, config, model, variables, data.load(config.dataset, config.data_dir)
 
 
 def metrics(workdir):

@@ -5,29 +5,15 @@ draws, for each class, an example's latent plus Gaussian noise of scale i/10, i 
 
     python -m experiments.report001_conv --out=runs/report001
 """
-import argparse
-import os
-import time
-
-import configs
-from ae_jax import checkpoint, data, figures, models
+from ae_jax import figures, models
 from experiments import common
 
 REPORTED_TRAIN_LOSS = 0.03159319325571969
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--out", default="runs/report001")
-  p.add_argument("--epochs", type=int, default=100)
-  p.add_argument("--dataset", default="mnist_5k", help="e.g. fashion_mnist or cifar10 with a network")
-  args = p.parse_args()
-  workdir = os.path.join(args.out, "conv")
-  t0 = time.perf_counter()
-  common.train(configs.load("conv", num_epochs=args.epochs, dataset=args.dataset), workdir)
-  seconds = time.perf_counter() - t0
-  config, model, variables, _ = checkpoint.load_for_inference(workdir)
-  ds = data.load(config.dataset, config.data_dir)
+  args, workdir, seconds, config, model, variables, ds = common.train_report_model(
+      __doc__, "conv", "runs/report001", 100, "e.g. fashion_mnist or cifar10 with a network")
   figures.save_generated(workdir, model, variables, ds, config.pixel_range)
   train_loss, val_mse = common.last(workdir, "train_loss"), common.last(workdir, "eval_mse")
   n_params = models.count_params(variables["params"])

@@ -5,28 +5,14 @@ plateau drops, test reconstructions, denoising and a 7→0 latent interpolation.
 
     python -m experiments.report004_mlp --out=runs/report004
 """
-import argparse
-import os
-import time
-
 from experiments import common
 
-import configs  # pylint: disable=g-bad-import-order
-from ae_jax import checkpoint, data, figures, models  # pylint: disable=g-bad-import-order
+from ae_jax import data, figures, models  # pylint: disable=g-bad-import-order
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--out", default="runs/report004")
-  p.add_argument("--epochs", type=int, default=50)
-  p.add_argument("--dataset", default="mnist_5k", help="e.g. mnist for the full TFDS dataset")
-  args = p.parse_args()
-  workdir = os.path.join(args.out, "mlp")
-  t0 = time.perf_counter()
-  common.train(configs.load("mlp", num_epochs=args.epochs, dataset=args.dataset), workdir)
-  seconds = time.perf_counter() - t0
-  config, model, variables, _ = checkpoint.load_for_inference(workdir)
-  ds = data.load(config.dataset, config.data_dir)
+  args, workdir, seconds, config, model, variables, ds = common.train_report_model(
+      __doc__, "mlp", "runs/report004", 50, "e.g. mnist for the full TFDS dataset")
   _, val = data.split(ds, config.val_fraction, config.seed)
   seven, zero = (int(next(i for i, y in enumerate(val.labels) if y == c)) for c in (7, 0))
   figures.save_reconstructions(workdir, model, variables, val, config.pixel_range, range(8))

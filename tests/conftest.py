@@ -7,7 +7,6 @@ import sys
 import pytest
 
 import configs
-from configs import load as get_config  # pylint: disable=unused-import
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,13 +8,13 @@ from sklearn.neighbors import NearestNeighbors
 
 from ae_jax import errors
 from ae_jax.clustering import kpca, metrics, pipeline, plot, tsne
-from tests.conftest import get_config
+import configs
 
 
 def tiny_cfg(num_clusters, **overrides):
   base = {"num_clusters": num_clusters, "tsne.early_exaggeration_iter": 50, "tsne.n_iter": 50,
           "tsne.n_jobs": 1, "kpca.n_components": 10, "kmeans.n_init": 3}
-  return get_config("cluster", **{**base, **overrides})
+  return configs.load("cluster", **{**base, **overrides})
 
 
 def blobs(n=240, k=4, d=8, sep=10.0, seed=0):

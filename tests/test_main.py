@@ -1,5 +1,4 @@
 """End to end: `python -m ae_jax.main` writes the CONTRACT.md workdir, resumes, refuses bad input."""
-import hashlib
 import json
 import os
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from ae_jax import data, models, steps, train, train_state
-from tests.conftest import get_config, tiny
+import configs
+from tests.conftest import tiny
 
 
 def test_mlp_param_count_is_report_004s():
-  config = get_config("mlp")
+  config = configs.load("mlp")
   model = models.build(config, (28, 28, 1))
   params = models.init(model, jax.random.PRNGKey(0), (28, 28, 1))["params"]
   assert models.count_params(params) == 622_504

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ae_jax import checkpoint, data, errors, train, transfer
-from tests.conftest import assert_user_error, get_config, run_cli, tiny
+import configs
+from tests.conftest import assert_user_error, run_cli, tiny
 
 
 def test_labelled_split_sizes_strata_and_disjointness():
@@ -43,7 +44,7 @@ def ae_run(tmp_path_factory):
 
 
 def _config(**kw):
-  return get_config("transfer", **{"arch.hidden": (32,), "arch.latent_dim": 16, "head": (16,),
+  return configs.load("transfer", **{"arch.hidden": (32,), "arch.latent_dim": 16, "head": (16,),
                                    "num_epochs": 15, "labels_per_split": 50, **kw})
 
 

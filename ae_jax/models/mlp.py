@@ -8,7 +8,6 @@ import math
 from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from ae_jax.models import output_activation as _activation
 
