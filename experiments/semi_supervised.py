@@ -41,6 +41,7 @@ def ae_config(family, dataset, epochs):
 
 def pretrain(family, root, ds, epochs):
   """One AE per family on the images outside the labelled pool (no labels, no test images)."""
+  os.makedirs(root, exist_ok=True)
   unl = os.path.join(root, "unlabelled.npy")
   if not os.path.exists(unl):
     split = transfer.labelled_split(ds.labels, 100, 0, pool=POOL)
