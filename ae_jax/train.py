@@ -13,7 +13,6 @@ step is done is re-delivered after the plots); a non-finite loss raises
 derive from the step, so a run interrupted and resumed ends bit-identical to an
 uninterrupted one.
 """
-import functools
 import os
 import signal
 import threading
@@ -21,9 +20,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ae_jax import checkpoint, data, errors, models, report, steps, train_state, visualize
+from ae_jax import checkpoint, data, errors, figures, models, report, steps, train_state, visualize
 from ae_jax import workdir as workdirs
 
 
@@ -118,21 +116,11 @@ def _save(mngr, state, pending, meta):
   checkpoint.save(mngr, state, meta)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def reconstruct(model, variables, x01_BHWC, pixel_range):
-  """[0,1] images → [0,1] reconstructions, eval mode."""
-  out = model.apply(variables, data.to_range(x01_BHWC, pixel_range), train=False)
-  return data.from_range(out["recon"], pixel_range)
-
-
 def write_plots(config, workdir, model, variables, ds):
   """loss_curve.png and reconstructions.png (originals above reconstructions)."""
-  plots = os.path.join(workdir, "plots")
-  visualize.loss_curve(report.read_metrics(workdir), os.path.join(plots, "loss_curve.png"))
-  idx = [i for i in config.reconstruction_indices if 0 <= i < len(ds)]
-  recon = np.asarray(reconstruct(model, variables, ds.images[idx], config.pixel_range))
-  visualize.image_rows([ds.images[idx], recon], ["original", "reconstruction"],
-                       os.path.join(plots, "reconstructions.png"), col_names=idx)
+  visualize.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
+  figures.save_reconstructions(workdir, model, variables, ds, config.pixel_range,
+                               config.reconstruction_indices)
 
 
 def train_and_evaluate(config, workdir):
