@@ -55,9 +55,10 @@ def step_dir(mngr, step):
   return os.path.join(str(mngr.directory), str(step))
 
 
-def save(mngr, state, meta):
-  """Saves synchronously (orbax writes a temporary directory and renames it), then the manifest."""
-  step = int(jax.device_get(state.step))
+def save(mngr, state, meta, step=None):
+  """Saves synchronously (orbax writes a temporary directory and renames it), then the manifest.
+  `step` defaults to `state.step`."""
+  step = int(jax.device_get(state.step)) if step is None else int(step)
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           meta=ocp.args.JsonSave(meta)), force=True)
   mngr.wait_until_finished()

@@ -90,7 +90,7 @@ def build(config, image_shape, num_classes):
 def load_pretrained(variables, source):
   """Copies the encoder subtree (params and batch stats) of an AE run into `variables`."""
   _, _, ae_vars, step = checkpoint.load_for_inference(source)
-  out = jax.tree_util.tree_map(lambda x: x, dict(variables))
+  out = dict(variables)
   for col in variables:
     mine = variables[col]["ae"]
     try:
@@ -255,9 +255,7 @@ def train_and_evaluate(config, workdir):
   with open(os.path.join(workdir, "result.json"), "w") as f:
     json.dump(result, f, indent=2)
   state = {"params": best["params"], "batch_stats": best.get("batch_stats", {})}
-  mngr.save(step, args=checkpoint.ocp.args.Composite(
-      state=checkpoint.ocp.args.StandardSave(state), meta=checkpoint.ocp.args.JsonSave(result)))
-  mngr.wait_until_finished()
+  checkpoint.save(mngr, state, result, step=step)
   visualize.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
   print(f"best epoch {result['best_epoch']}: val acc {result['val_acc']:.3f}, "
         f"test acc {test_acc:.3f}", flush=True)
