@@ -1,8 +1,11 @@
 """The objective: pure per-example terms of (model, variables, batch, rng) → loss + metrics.
 
 Models differ only in which terms are active: every model has the reconstruction
-MSE; `noise_std > 0` makes it denoising; `rotation_weight > 0` rotates inputs by a
-random multiple of 90° and adds β·CE of the rotation head; a VAE adds its KL.
+MSE; `noise_std > 0` makes it denoising; `augment.max_degrees`/`augment.max_shift > 0`
+feed randomly rotated/shifted inputs and still score the clean image (the encoder learns to
+ignore small pose changes, which makes embeddings cluster by class); `rotation_weight > 0`
+rotates inputs by a random multiple of 90° and adds β·CE of the rotation head; a VAE adds
+its KL.
 
     terms, new_vars = losses.per_example(model, variables, x01_BHWC, rng, config, train=True)
     loss = losses.total(terms, config)   # mean over the batch
@@ -11,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ae_jax import data
+from ae_jax import augment, data
 
 
 def rotate_batch(x_BHWC, k_B):
@@ -31,12 +34,17 @@ def per_example(model, variables, x01_BHWC, rng, config, *, train):
   """Returns ({term: (B,) array}, mutated collections). Targets are always clean images."""
   k_noise, k_rot, k_model = jax.random.split(rng, 3)
   x = data.to_range(x01_BHWC, config.pixel_range)
+  inputs = x
+  aug = config.get("augment")
+  if train and aug is not None and (aug.max_degrees > 0 or aug.max_shift > 0):
+    moved = augment.random_affine(jax.random.fold_in(rng, 3), x01_BHWC, max_degrees=aug.max_degrees,
+                                  max_shift=aug.max_shift)
+    inputs = data.to_range(moved, config.pixel_range)
   b = x.shape[0]
   rotating = config.rotation_weight > 0
   if rotating and train:
     k_B = jax.random.randint(k_rot, (b,), 0, 4)
-    x = rotate_batch(x, k_B)
-  inputs = x
+    x, inputs = rotate_batch(x, k_B), rotate_batch(inputs, k_B)
   if config.noise_std > 0:
     inputs = x + config.noise_std * jax.random.normal(k_noise, x.shape, x.dtype)
   out, new_vars = _apply(model, variables, inputs, k_model, train)

@@ -42,6 +42,9 @@ def get_config():
   c.tsne.init = "pca"  # pca | random | spectral
   c.tsne.method = "auto"  # auto (bh up to bh_max_n, fft above) | bh | fft
   c.tsne.bh_max_n = 10000
+  # Degrees of freedom of the t kernel; < 1: heavier tails, more separated clusters. mnist_5k:
+  # 0.5 beats 1.0 on raw pixels (0.878 vs 0.858) and on six AE embeddings (mean 0.948 vs 0.936).
+  c.tsne.dof = 0.5
   c.tsne.n_jobs = 0  # threads; 0 = all cores for kNN and FFT, one for Barnes-Hut
 
   c.kmeans = ml_collections.ConfigDict()

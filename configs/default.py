@@ -28,6 +28,8 @@ def get_config():
   c.noise_std = 0.0  # denoising: Gaussian input noise, clean targets
   c.rotation_weight = 0.0  # β · CE of the rotation classifier (rotation model)
   c.kl_weight = 1.0  # VAE only
+  # Pose-invariant inputs: random rotation (±degrees) and shift (±pixels), clean targets.
+  c.augment = ml_collections.ConfigDict(dict(max_degrees=0.0, max_shift=0.0))
 
   # Loop, logging, checkpoints.
   c.steps_per_call = 32  # training steps per jitted call (a fori_loop; calls stop at epoch ends)

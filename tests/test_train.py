@@ -102,3 +102,26 @@ def test_init_from_copies_params(tmp_path):
                                    str(tmp_path / "dst"))
   for a, b in zip(jax.tree_util.tree_leaves(src.params), jax.tree_util.tree_leaves(state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+class _Identity:
+  """A stand-in model whose reconstruction is its input: the MSE then measures how far the
+  inputs the model saw are from the targets it is scored against."""
+
+  def apply(self, variables, x, train, rngs, mutable):
+    return {"recon": x}
+
+
+@pytest.mark.parametrize("pixel_range", ["0,1", "-1,1"])
+def test_augmentation_moves_inputs_in_training_only_and_scores_the_clean_image(pixel_range):
+  from ae_jax import losses  # pylint: disable=g-import-not-at-top
+  x = data.load("mnist_5k").images[:16]
+  rng = jax.random.PRNGKey(0)
+  config = tiny(pixel_range=pixel_range)
+  mse = lambda c, train: losses.per_example(_Identity(), {}, x, rng, c, train=train)[0]["mse"]
+  assert float(mse(config, True).max()) == 0.0  # off by default
+  config.augment.max_degrees, config.augment.max_shift = 8.0, 1.5
+  moved = mse(config, True)
+  assert moved.shape == (16,) and float(moved.min()) > 1e-3  # every image moved, target clean
+  assert float(mse(config, False).max()) == 0.0  # evaluation sees the clean images
+  assert np.array_equal(moved, mse(config, True))  # same rng, same augmentation

@@ -72,7 +72,7 @@ def run_pipeline(x_ND, cfg, labels=None):
   ts = cfg.tsne
   xy, tinfo = tsne.embed(z, ts.perplexity, ts.early_exaggeration_iter, ts.early_exaggeration,
                          ts.n_iter, ts.exaggeration, ts.learning_rate, ts.init, ts.method,
-                         ts.bh_max_n, ts.n_jobs, int(cfg.seed))
+                         ts.bh_max_n, ts.n_jobs, int(cfg.seed), ts.dof)
   seconds["tsne"] = time.perf_counter() - t
   t = time.perf_counter()
   clusters = kmeans(xy, int(cfg.num_clusters), int(cfg.kmeans.n_init), int(cfg.seed))

@@ -1,0 +1,30 @@
+"""An MLP autoencoder built for clustering its embeddings: 784-500-500-2000-32 (linear
+bottleneck) and back, trained on randomly rotated (±8°) and shifted (±1.5 px) inputs with
+the clean image as target, so the encoder learns to ignore small pose changes.
+
+On mnist_5k its embeddings cluster (configs/cluster.py) at ≈ 0.95 accuracy against 0.88 for
+raw pixels and 0.65 for report 004's 8-D ReLU bottleneck; see experiments/cluster_mnist.py.
+
+    python -m ae_jax.main --config=configs/mlp_cluster.py --workdir=runs/mlp_cluster
+    python -m ae_jax.cluster --config=configs/cluster.py --workdir=runs/mlp_cluster
+"""
+from configs import mlp
+
+
+def get_config():
+  c = mlp.get_config()
+  c.arch.hidden = (500, 500, 2000)
+  c.arch.latent_dim = 32
+  c.arch.latent_relu = False
+  c.augment.max_degrees = 8.0
+  c.augment.max_shift = 1.5
+  c.plateau.patience = 0
+  c.batch_size = 256
+  c.num_epochs = 100
+  return c
+
+
+def get_sweep():
+  """Pose augmentation on/off: python -m ae_jax.sweep --config=configs/mlp_cluster.py --workdir=R"""
+  return [{"augment.max_degrees": 0.0, "augment.max_shift": 0.0},
+          {"augment.max_degrees": 8.0, "augment.max_shift": 1.5}]
