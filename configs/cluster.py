@@ -41,7 +41,7 @@ def get_config():
   c.tsne.learning_rate = 0.0  # <= 0: openTSNE's auto, n / exaggeration
   c.tsne.init = "pca"  # pca | random | spectral
   c.tsne.method = "auto"  # auto (bh up to bh_max_n, fft above) | bh | fft
-  c.tsne.bh_max_n = 10000
+  c.tsne.bh_max_n = 1500
   # Degrees of freedom of the t kernel; < 1: heavier tails, more separated clusters. mnist_5k:
   # 0.5 beats 1.0 on raw pixels (0.878 vs 0.858) and on six AE embeddings (mean 0.948 vs 0.936).
   c.tsne.dof = 0.5

@@ -151,7 +151,9 @@ from step {first['step']} to {final['step']}, while val clustering accuracy goes
 {first['val_acc']:.3f} → {final['val_acc']:.3f} (best {best['val_acc']:.3f} at step {best['step']}):
 {trend}.
 
-Best clustering here: **{top}** (acc {results[top]['acc']:.4f}). {verdict}
+Best clustering here: **{top}** (acc {results[top]['acc']:.4f}), against the report's
+improved model at {REPORTED['improved'][1]} and its baseline at {REPORTED['baseline'][1]}:
+{"beaten" if results[top]['acc'] > REPORTED['improved'][1] else "not beaten"}. {verdict}
 
 Total {seconds:.0f} s. Reproduce: `python -m experiments.report002_rotation --out={args.out}`
 """
