@@ -1,7 +1,7 @@
 """The objective: pure per-example terms of (model, variables, batch, rng) → loss + metrics.
 
 Models differ only in which terms are active: every model has the reconstruction
-MSE; `noise_std > 0` makes it denoising; `augment.max_degrees`/`augment.max_shift > 0`
+MSE; `noise_std > 0` makes it denoising; `pose_augment.max_degrees`/`max_shift > 0`
 feed randomly rotated/shifted inputs and still score the clean image (the encoder learns to
 ignore small pose changes, which makes embeddings cluster by class); `rotation_weight > 0`
 rotates inputs by a random multiple of 90° and adds β·CE of the rotation head; a VAE adds
@@ -35,7 +35,7 @@ def per_example(model, variables, x01_BHWC, rng, config, *, train):
   k_noise, k_rot, k_model = jax.random.split(rng, 3)
   x = data.to_range(x01_BHWC, config.pixel_range)
   inputs = x
-  aug = config.get("augment")
+  aug = config.get("pose_augment")
   if train and aug is not None and (aug.max_degrees > 0 or aug.max_shift > 0):
     moved = augment.random_affine(jax.random.fold_in(rng, 3), x01_BHWC, max_degrees=aug.max_degrees,
                                   max_shift=aug.max_shift)

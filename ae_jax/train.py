@@ -42,9 +42,9 @@ def validate(config):
   if c.optimizer not in ("adam", "adamw"):
     raise errors.UserError(f"config.optimizer must be 'adam' or 'adamw', got {c.optimizer!r}")
   for k in ("max_degrees", "max_shift"):
-    v = c.get("augment", {}).get(k, 0.0)
+    v = c.get("pose_augment", {}).get(k, 0.0)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 90:
-      raise errors.UserError(f"config.augment.{k} must be a number in [0, 90), got {v!r}")
+      raise errors.UserError(f"config.pose_augment.{k} must be a number in [0, 90), got {v!r}")
   models.check_arch(c)
 
 

@@ -19,6 +19,12 @@ RESUMABLE_KEYS = ("num_epochs", "log_every_steps", "steps_per_call", "overwrite"
                   "eval_batch_size", "reconstruction_indices", "checkpoint", "init_from")
 
 
+# Keys added to the configs after runs were made, with the value that gives the behaviour
+# of runs made before them: a workdir whose config.json lacks one is read with this value,
+# so existing runs stay resumable.
+ADDED_KEYS = {"pose_augment.max_degrees": 0.0, "pose_augment.max_shift": 0.0}
+
+
 def _flatten(tree, prefix=""):
   out = {}
   for k, v in tree.items():
@@ -37,7 +43,7 @@ def _identity(config_dict):
 
 def differences(old, new):
   """['arch.latent_dim (8 in the workdir, 4 now)', ...] between two config dicts."""
-  old, new = _identity(old), _identity(new)
+  old, new = ({**ADDED_KEYS, **_identity(c)} for c in (old, new))
   show = lambda d, k: json.dumps(d[k]) if k in d else "absent"
   return [f"{k} ({show(old, k)} in the workdir, {show(new, k)} now)"
           for k in sorted(set(old) | set(new)) if old.get(k, ()) != new.get(k, ())]

@@ -29,7 +29,7 @@ def get_config():
   c.rotation_weight = 0.0  # β · CE of the rotation classifier (rotation model)
   c.kl_weight = 1.0  # VAE only
   # Pose-invariant inputs: random rotation (±degrees) and shift (±pixels), clean targets.
-  c.augment = ml_collections.ConfigDict(dict(max_degrees=0.0, max_shift=0.0))
+  c.pose_augment = ml_collections.ConfigDict(dict(max_degrees=0.0, max_shift=0.0))
 
   # Loop, logging, checkpoints.
   c.steps_per_call = 32  # training steps per jitted call (a fori_loop; calls stop at epoch ends)

@@ -16,8 +16,8 @@ def get_config():
   c.arch.hidden = (500, 500, 2000)
   c.arch.latent_dim = 32
   c.arch.latent_relu = False
-  c.augment.max_degrees = 8.0
-  c.augment.max_shift = 1.5
+  c.pose_augment.max_degrees = 8.0
+  c.pose_augment.max_shift = 1.5
   c.plateau.patience = 0
   c.batch_size = 256
   c.num_epochs = 100
@@ -26,5 +26,5 @@ def get_config():
 
 def get_sweep():
   """Pose augmentation on/off: python -m ae_jax.sweep --config=configs/mlp_cluster.py --workdir=R"""
-  return [{"augment.max_degrees": 0.0, "augment.max_shift": 0.0},
-          {"augment.max_degrees": 8.0, "augment.max_shift": 1.5}]
+  return [{"pose_augment.max_degrees": 0.0, "pose_augment.max_shift": 0.0},
+          {"pose_augment.max_degrees": 8.0, "pose_augment.max_shift": 1.5}]

@@ -261,7 +261,7 @@ ROWS = [  # (id, CLI arguments or config overrides, change to a copy of the refe
     ("missing config file", ["--config=configs/no_such.py"], None, "configs/no_such.py"),
     ("config file that raises", ["--config={a}/broken.py"], None, "ValueError: no such field"),
     ("checkpoint cadence 0", {"checkpoint.every_epochs": 0}, None, "checkpoint.every_epochs"),
-    ("negative augmentation", {"augment.max_shift": -1.0}, None, "config.augment.max_shift"),
+    ("negative augmentation", {"pose_augment.max_shift": -1.0}, None, "config.pose_augment.max_shift"),
     ("arch field the model lacks", {"model": "vae"}, None, "config.arch.batch_norm is not a field"),
     ("NaN pixels", {"dataset": "npy:{a}/x_nan.npy"}, None, "NaN"),
     ("labels length mismatch", {"dataset": "npy:{a}/x.npy,{a}/y_short.npy"}, None, "vector of 100"),

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from ae_jax import data, models, steps, train, train_state
+from ae_jax import data, errors, models, steps, train, train_state
 import configs
 from tests.conftest import tiny
 
@@ -86,14 +86,23 @@ def test_resume_is_bit_exact_and_starts_at_the_saved_step(tmp_path, name, capsys
   assert open(tmp_path / "a" / "metrics.jsonl").read() == open(tmp_path / "b" / "metrics.jsonl").read()
 
 
-def test_finished_run_is_not_retrained(tmp_path, capsys):
+@pytest.mark.parametrize("older_version", [False, True])
+def test_finished_run_is_not_retrained(tmp_path, capsys, older_version):
   config = tiny()
   train.train_and_evaluate(config, str(tmp_path))
   mtime = os.path.getmtime(tmp_path / "metrics.jsonl")
+  if older_version:  # a run made before pose_augment existed is the same run
+    path = tmp_path / "config.json"
+    saved = json.load(open(path))
+    del saved["pose_augment"]
+    json.dump(saved, open(path, "w"))
   capsys.readouterr()
   train.train_and_evaluate(config, str(tmp_path))
   assert "already finished" in capsys.readouterr().out
   assert os.path.getmtime(tmp_path / "metrics.jsonl") == mtime
+  config.pose_augment.max_shift = 1.0  # but a changed value is a different run
+  with pytest.raises(errors.UserError, match="pose_augment.max_shift"):
+    train.train_and_evaluate(config, str(tmp_path))
 
 
 def test_init_from_copies_params(tmp_path):
@@ -120,7 +129,7 @@ def test_augmentation_moves_inputs_in_training_only_and_scores_the_clean_image(p
   config = tiny(pixel_range=pixel_range)
   mse = lambda c, train: losses.per_example(_Identity(), {}, x, rng, c, train=train)[0]["mse"]
   assert float(mse(config, True).max()) == 0.0  # off by default
-  config.augment.max_degrees, config.augment.max_shift = 8.0, 1.5
+  config.pose_augment.max_degrees, config.pose_augment.max_shift = 8.0, 1.5
   moved = mse(config, True)
   assert moved.shape == (16,) and float(moved.min()) > 1e-3  # every image moved, target clean
   assert float(mse(config, False).max()) == 0.0  # evaluation sees the clean images
