@@ -37,8 +37,8 @@ def per_example(model, variables, x01_BHWC, rng, config, *, train):
   inputs = x
   aug = config.get("pose_augment")
   if train and aug is not None and (aug.max_degrees > 0 or aug.max_shift > 0):
-    moved = augment.random_affine(jax.random.fold_in(rng, 3), x01_BHWC, max_degrees=aug.max_degrees,
-                                  max_shift=aug.max_shift)
+    moved = augment.random_affine(jax.random.fold_in(rng, 3), x01_BHWC,
+                                  max_degrees=aug.max_degrees, max_shift=aug.max_shift)
     inputs = data.to_range(moved, config.pixel_range)
   b = x.shape[0]
   rotating = config.rotation_weight > 0
@@ -46,7 +46,7 @@ def per_example(model, variables, x01_BHWC, rng, config, *, train):
     k_B = jax.random.randint(k_rot, (b,), 0, 4)
     x, inputs = rotate_batch(x, k_B), rotate_batch(inputs, k_B)
   if config.noise_std > 0:
-    inputs = x + config.noise_std * jax.random.normal(k_noise, x.shape, x.dtype)
+    inputs = inputs + config.noise_std * jax.random.normal(k_noise, x.shape, x.dtype)
   out, new_vars = _apply(model, variables, inputs, k_model, train)
   axes = tuple(range(1, x.ndim))
   terms = {"mse": jnp.mean((out["recon"].astype(jnp.float32) - x) ** 2, axis=axes)}
