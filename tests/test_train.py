@@ -134,3 +134,5 @@ def test_augmentation_moves_inputs_in_training_only_and_scores_the_clean_image(p
   assert moved.shape == (16,) and float(moved.min()) > 1e-3  # every image moved, target clean
   assert float(mse(config, False).max()) == 0.0  # evaluation sees the clean images
   assert np.array_equal(moved, mse(config, True))  # same rng, same augmentation
+  config.noise_std = 0.1  # denoising on top: noise adds to the moved inputs (≈ σ² more MSE)
+  np.testing.assert_allclose(float(np.mean(mse(config, True) - moved)), 0.01, atol=0.003)
