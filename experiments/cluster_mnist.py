@@ -33,7 +33,7 @@ STAGES = ("encode", "kpca", "tsne", "kmeans")
 
 
 def train(name, epochs, out):
-  """Trains (or reuses) out/NAME; returns (workdir, training seconds, epochs)."""
+  """Trains (or reuses) out/NAME; returns (workdir, the seconds its training took)."""
   workdir = os.path.join(out, name)
   record_path = os.path.join(out, "train_seconds.json")
   record = json.load(open(record_path)) if os.path.exists(record_path) else {}
