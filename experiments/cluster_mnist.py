@@ -12,7 +12,6 @@ one recorded when they trained).
     python -m experiments.cluster_mnist --out=/tmp/c --models=mlp,vae --seeds=0,1,2
 """
 import argparse
-import json
 import os
 import statistics
 import time
@@ -30,21 +29,6 @@ MODELS = ("mlp", "mlp_bn", "conv", "vae", "rotation", "mlp_cluster")
 # six trainings take about 3 minutes on a 2-core CPU (158 s measured).
 EPOCHS = {"mlp": 50, "mlp_bn": 50, "conv": 30, "vae": 50, "rotation": 30, "mlp_cluster": 100}
 STAGES = ("encode", "kpca", "tsne", "kmeans")
-
-
-def train(name, epochs, out):
-  """Trains (or reuses) out/NAME; returns (workdir, the seconds its training took)."""
-  workdir = os.path.join(out, name)
-  record_path = os.path.join(out, "train_seconds.json")
-  record = json.load(open(record_path)) if os.path.exists(record_path) else {}
-  t = time.perf_counter()
-  state = common.train(configs.load(name, num_epochs=epochs), workdir)
-  seconds, step = time.perf_counter() - t, int(state.step)
-  if record.get(name, {}).get("step") != step:
-    record[name] = {"seconds": seconds, "step": step, "epochs": epochs}
-    with open(record_path, "w") as f:
-      json.dump(record, f, indent=2)
-  return workdir, record[name]["seconds"]
 
 
 def embed(workdir, images):
@@ -128,7 +112,8 @@ def main():
               0.0, 0.0, None)]
   for name in names:
     epochs = args.epochs or EPOCHS[name]
-    workdir, train_s = train(name, epochs, args.out)
+    workdir = os.path.join(args.out, name)
+    train_s = common.timed_train(configs.load(name, num_epochs=epochs), workdir)
     z, encode_s = embed(workdir, ds.images)
     np.save(os.path.join(args.out, "embeddings", f"{name}.npy"), z)
     runs = cluster(z, ds.labels, seeds, os.path.join(args.out, "plots", f"{name}.png"))

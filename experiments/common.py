@@ -16,6 +16,20 @@ def train(config_, workdir):
   return train_lib.train_and_evaluate(config_, workdir)
 
 
+def timed_train(config, workdir):
+  """Trains (or resumes) a run; returns the seconds its training took when it was done
+  (kept in WORKDIR/train_seconds.txt, so a rerun that reuses the run reports them)."""
+  path = os.path.join(workdir, "train_seconds.txt")
+  if os.path.exists(path):
+    return float(open(path).read())
+  t = time.perf_counter()
+  train(config, workdir)
+  seconds = time.perf_counter() - t
+  with open(path, "w") as f:
+    f.write(f"{seconds:.1f}")
+  return seconds
+
+
 def train_report_model(doc, name, out, epochs, dataset_help):
   """Parses --out/--epochs/--dataset, trains configs/NAME.py into OUT/NAME and restores it.
 

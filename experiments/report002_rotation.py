@@ -41,19 +41,6 @@ def two_source_patches(n_per_source, seed=0, size=32):
   return np.stack(out)[perm], np.asarray(labels)[perm]
 
 
-def timed_train(config, workdir):
-  """Trains (or resumes) a run; returns the seconds its training took when it was done."""
-  path = os.path.join(workdir, "train_seconds.txt")
-  if os.path.exists(path):
-    return float(open(path).read())
-  t = time.perf_counter()
-  common.train(config, workdir)
-  seconds = time.perf_counter() - t
-  with open(path, "w") as f:
-    f.write(f"{seconds:.1f}")
-  return seconds
-
-
 def cluster_run(workdir, all_checkpoints=False):
   cfg = configs.load("cluster", num_clusters=2, all_checkpoints=all_checkpoints)
   out = os.path.join(workdir, "cluster")
@@ -89,7 +76,7 @@ def main():
     over = dict(dataset=spec, pixel_range="-1,1", **{"checkpoint.keep_evenly": 10}, **extra)
     if args.epochs:
       over["num_epochs"] = args.epochs
-    train_s = timed_train(configs.load(cfg_name, **over), workdir)
+    train_s = common.timed_train(configs.load(cfg_name, **over), workdir)
     m = cluster_run(workdir, all_checkpoints=name == "improved")
     results[name] = dict(config=cfg_name, recon_mse=recon_mse(workdir), acc=m["acc"], nmi=m["nmi"],
                          train_seconds=train_s, cluster_seconds=sum(m["seconds"].values()))
