@@ -1,10 +1,12 @@
 """Jitted training and evaluation: several steps per call, state donated, data on device.
 
 The training images live on device (replicated, put there once); each call gathers its
-batches by an epoch-seeded permutation and runs `num_steps` optimizer steps in a
+batches by the epoch's seeded permutation and runs `num_steps` optimizer steps in a
 `lax.fori_loop` whose trip count is traced (one compiled program for every chunk length).
-The state is donated and nothing is read back per step: the call returns the first step
-whose loss was not finite (or -1), and the loss sums sit in the state.
+The permutation is threaded through the calls and redrawn inside the loop only when an
+epoch starts (a sort of the whole training set, which at batch 8 would otherwise cost ≈ 10%
+of every 32-step call). The state is donated and nothing is read back per step: the call
+returns the first step whose loss was not finite (or -1), and the loss sums sit in the state.
 
 Data parallel: `make_mesh` spans every device (all hosts) with one `data` axis; params and
 optimizer state are replicated, each batch is sharded along `data`, and XLA inserts the
@@ -18,7 +20,8 @@ accelerators with bf16 units; on a CPU it is slower (see experiments/README.md).
     mesh = steps.make_mesh(config.batch_size)
     state, images = steps.replicate((state, images_NHWC), mesh)
     chunk = steps.make_train_chunk(model, tx, config, n_train=4500, mesh=mesh)
-    state, bad_step = chunk(state, images, 8, False)
+    perm = steps.epoch_order(config, 4500, int(state.step), mesh)
+    state, perm, bad_step = chunk(state, perm, images, 8, False)
     evaluate = steps.make_eval(model, config, mesh)
     metrics = evaluate(variables, val_images)          # {'eval_loss', 'mse', ...}
 """
@@ -84,16 +87,54 @@ def _shard_batch(x, mesh):
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("data")))
 
 
-def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
-  """Returns chunk(state, images, num_steps, reset_log) → (state, first bad step or -1).
-
-  The state is donated. `reset_log` zeroes the train-loss accumulators first (after a
-  log line was read), so no host-side op touches the state between calls.
-  """
-  batch = config.batch_size
-  steps_per_epoch = n_train // batch
+def _permutation_fn(config, n_train):
+  """step → the training-set order of the epoch holding `step` (traceable)."""
   _, data_key, _ = train_state.seeds(config.seed)
-  model = compute_model(model, config)
+  steps_per_epoch = n_train // config.batch_size
+  return lambda step: data.epoch_permutation(data_key, step // steps_per_epoch, n_train)
+
+
+def epoch_order(config, n_train, step, mesh):
+  """The `perm` a chunk's first call takes: the order of the epoch holding `step`, replicated."""
+  return replicate(_permutation_fn(config, n_train)(step), mesh)
+
+
+def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
+  """Returns chunk(state, perm, images, num_steps, reset_log) → (state, perm, first bad step
+  or -1).
+
+  The state is donated. `perm` is the training-set order of the epoch holding `state.step`:
+  `epoch_order(...)` for the first call, the returned one after that. `reset_log` zeroes the
+  train-loss accumulators first (after a log line was read), so no host-side op touches the
+  state between calls.
+  """
+  steps_per_epoch = n_train // config.batch_size
+  permutation = _permutation_fn(config, n_train)
+  one_step = _make_step(compute_model(model, config), tx, config, mesh, steps_per_epoch)
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def chunk(state, perm, images, num_steps, reset_log):
+    if on_trace is not None:
+      on_trace(state.step.shape)
+    state = state.replace(log_sum=jnp.where(reset_log, 0.0, state.log_sum),
+                          log_count=jnp.where(reset_log, 0, state.log_count))
+
+    def body(_, carry):
+      state, perm, bad_step = carry
+      step = state.step
+      perm = jax.lax.cond(step % steps_per_epoch == 0, permutation, lambda _: perm, step)
+      state, loss = one_step(state, images, perm)
+      return state, perm, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step)
+
+    # num_steps is traced: one compiled program serves every chunk length.
+    return jax.lax.fori_loop(0, num_steps, body, (state, perm, jnp.full((), -1, jnp.int32)))
+
+  return chunk
+
+
+def _make_step(model, tx, config, mesh, steps_per_epoch):
+  """one_step(state, images, perm) → (state, loss): batch `step % steps_per_epoch` of perm."""
+  batch = config.batch_size
 
   def one_step(state, images, perm):
     i = state.step % steps_per_epoch
@@ -115,24 +156,7 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
         log_sum=state.log_sum + loss, log_count=state.log_count + 1)
     return state, loss
 
-  @functools.partial(jax.jit, donate_argnums=0)
-  def chunk(state, images, num_steps, reset_log):
-    if on_trace is not None:
-      on_trace(state.step.shape)
-    state = state.replace(log_sum=jnp.where(reset_log, 0.0, state.log_sum),
-                          log_count=jnp.where(reset_log, 0, state.log_count))
-    perm = data.epoch_permutation(data_key, state.step // steps_per_epoch, n_train)
-
-    def body(_, carry):
-      state, bad_step = carry
-      step = state.step
-      state, loss = one_step(state, images, perm)
-      return state, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step)
-
-    # num_steps is traced: one compiled program serves every chunk length.
-    return jax.lax.fori_loop(0, num_steps, body, (state, jnp.full((), -1, jnp.int32)))
-
-  return chunk
+  return one_step
 
 
 def make_eval(model, config, mesh):

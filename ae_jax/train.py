@@ -190,6 +190,7 @@ def _run(config, workdir, stop):
   traces = []
   chunk = steps.make_train_chunk(model, tx, config, n_train=len(train_ds), mesh=mesh,
                                  on_trace=traces.append)
+  perm = steps.epoch_order(config, len(train_ds), step, mesh)
   evaluate = steps.make_eval(model, config, mesh)
   writer = report.MetricsWriter(workdir, step)
   progress = report.Progress(total, config.batch_size, step)
@@ -202,7 +203,7 @@ def _run(config, workdir, stop):
       if first:
         print(f"compiling the train step (steps {step}..{total})", flush=True)
       t0 = time.perf_counter()
-      state, bad_step = chunk(state, images, k, reset_log)
+      state, perm, bad_step = chunk(state, perm, images, k, reset_log)
       reset_log = False
       pending.append(bad_step)
       if first:

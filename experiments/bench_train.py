@@ -93,6 +93,7 @@ class JaxSide:
     self.chunk = steps.make_train_chunk(self.model, self.tx, config, n_train=self.n,
                                         mesh=self.mesh, on_trace=self.traces.append)
     self.step = 0
+    self.perm = steps.epoch_order(config, self.n, 0, self.mesh)
     t0 = time.perf_counter()
     jax.block_until_ready(self.run_calls(1))
     self.compile_s = time.perf_counter() - t0
@@ -100,7 +101,7 @@ class JaxSide:
 
   def flops_per_step(self):
     """XLA's flop count of the chunk, whose loop body (one step) it counts once."""
-    cost = self.chunk.lower(self.state, self.images, self.config.steps_per_call, False)
+    cost = self.chunk.lower(self.state, self.perm, self.images, self.config.steps_per_call, False)
     cost = cost.cost_analysis()
     return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
 
@@ -109,7 +110,7 @@ class JaxSide:
     done, bad = 0, None
     for _ in range(calls):
       k = min(self.config.steps_per_call, self.spe - self.step % self.spe)
-      self.state, bad = self.chunk(self.state, self.images, k, False)
+      self.state, self.perm, bad = self.chunk(self.state, self.perm, self.images, k, False)
       self.step += k
       done += k
     jax.block_until_ready(bad)

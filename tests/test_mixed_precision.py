@@ -18,8 +18,9 @@ def _train(config, n=512, calls=12):
   evaluate = steps.make_eval(model, config, mesh)
   before = float(evaluate(train_state.variables(state), images)["eval_loss"])
   chunk = steps.make_train_chunk(model, tx, config, n_train=n, mesh=mesh)
+  perm = steps.epoch_order(config, n, 0, mesh)
   for _ in range(calls):
-    state, bad = chunk(state, images, 8, False)
+    state, perm, bad = chunk(state, perm, images, 8, False)
   assert int(bad) == -1
   after = float(evaluate(train_state.variables(state), images)["eval_loss"])
   return state, before, after, model

@@ -228,8 +228,9 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
   state, _ = checkpoint.load_state(workdir, kept)
   chunk = steps.make_train_chunk(model, tx, config, n_train=len(ds), mesh=mesh)
   state, images = steps.replicate((state, ds.images), mesh)
+  perm = steps.epoch_order(config, len(ds), kept, mesh)
   for s in range(kept, bad + 1):
-    state, first_bad = chunk(state, images, 1, False)
+    state, perm, first_bad = chunk(state, perm, images, 1, False)
     assert int(first_bad) == (bad if s == bad else -1), s
 
 

@@ -3,7 +3,9 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from ae_jax import data, errors, models, steps, train, train_state
@@ -28,7 +30,14 @@ def _chunk_setup(config, n=512):
   state = steps.replicate(train_state.create(config, model, tx, ds.image_shape), mesh)
   traces = []
   chunk = steps.make_train_chunk(model, tx, config, n_train=n, mesh=mesh, on_trace=traces.append)
-  return ds, model, state, chunk, traces
+  perm = [steps.epoch_order(config, n, 0, mesh)]
+
+  def run(state, k, fresh_order=False):  # threads the epoch order through calls, as train.py
+    if fresh_order:
+      perm[0] = steps.epoch_order(config, n, int(state.step), mesh)
+    state, perm[0], bad = chunk(state, perm[0], ds.images, k, False)
+    return state, bad
+  return ds, model, state, run, traces
 
 
 def test_loss_decreases_over_200_steps_and_compiles_once():
@@ -37,7 +46,7 @@ def test_loss_decreases_over_200_steps_and_compiles_once():
   evaluate = steps.make_eval(model, config, steps.make_mesh(32))
   before = float(evaluate(train_state.variables(state), ds.images)["eval_loss"])
   for k in (8, 8, 5, 3, 16) * 5:  # chunk lengths vary; 200 steps in all
-    state, bad = chunk(state, ds.images, k, False)
+    state, bad = chunk(state, k)
   assert int(state.step) == 200 and int(bad) == -1
   after = float(evaluate(train_state.variables(state), ds.images)["eval_loss"])
   assert after < 0.6 * before, (before, after)
@@ -46,13 +55,29 @@ def test_loss_decreases_over_200_steps_and_compiles_once():
 
 def test_chunking_does_not_change_the_result():
   config = tiny(batch_size=32)
-  ds, _, s1, chunk, _ = _chunk_setup(config, n=256)
-  _, _, s2, _, _ = _chunk_setup(config, n=256)
-  s1, _ = chunk(s1, ds.images, 12, False)
+  runs = [_chunk_setup(config, n=256) for _ in range(3)]
+  (_, _, s1, chunk1, _), (_, _, s2, chunk2, _), (_, _, s3, chunk3, _) = runs
+  s1, _ = chunk1(s1, 12)  # 8 steps per epoch: crosses into epoch 1, redraws the order inside
   for k in (5, 7):
-    s2, _ = chunk(s2, ds.images, k, False)
-  for a, b in zip(jax.tree_util.tree_leaves(s1.params), jax.tree_util.tree_leaves(s2.params)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    s2, _ = chunk2(s2, k)
+  s3, _ = chunk3(s3, 8)
+  s3, _ = chunk3(s3, 4, fresh_order=True)  # epoch 1's order drawn outside the loop
+  for other in (s2, s3):
+    for a, b in zip(jax.tree_util.tree_leaves(s1.params), jax.tree_util.tree_leaves(other.params)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_adam_matches_optax_and_keeps_its_state_type():
+  params = {"w": jnp.ones((3, 4)), "b": jnp.zeros(4)}
+  ours, ref = train_state.scale_by_adam(), optax.scale_by_adam()
+  s_ours, s_ref = ours.init(params), ref.init(params)
+  assert jax.tree_util.tree_structure(s_ours) == jax.tree_util.tree_structure(s_ref)
+  for i in range(20):
+    g = jax.tree_util.tree_map(lambda p: jax.random.normal(jax.random.PRNGKey(i), p.shape), params)
+    u_ours, s_ours = ours.update(g, s_ours)
+    u_ref, s_ref = ref.update(g, s_ref)
+    for a, b in zip(jax.tree_util.tree_leaves((u_ours, s_ours)), jax.tree_util.tree_leaves((u_ref, s_ref))):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-7)
 
 
 def test_plateau_scheduler_cuts_the_learning_rate():
