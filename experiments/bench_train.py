@@ -12,6 +12,7 @@ measured with NumPy in the same run.
     pip install -r requirements-bench.txt
     python -m experiments.bench_train                      # every case, about 4 minutes
     python -m experiments.bench_train --cases=mlp-8,mlp-256 --seconds=1 --rounds=3
+    python -m experiments.bench_train --cases= --ablate=mlp-8 --rounds=5   # what each change gave
 """
 import argparse
 import importlib
@@ -22,9 +23,11 @@ import statistics
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import jax
 import numpy as np
+import optax
 
 from ae_jax import data, models, steps, train_state
 
@@ -115,6 +118,40 @@ class JaxSide:
       done += k
     jax.block_until_ready(bad)
     return done
+
+
+class SortPerCall(JaxSide):
+  """The train path as it was: the epoch's order drawn again (a sort) before every call."""
+
+  def run_calls(self, calls):
+    done, bad = 0, None
+    for _ in range(calls):
+      k = min(self.config.steps_per_call, self.spe - self.step % self.spe)
+      self.perm = steps.epoch_order(self.config, self.n, self.step, self.mesh)
+      self.state, self.perm, bad = self.chunk(self.state, self.perm, self.images, k, False)
+      self.step += k
+      done += k
+    jax.block_until_ready(bad)
+    return done
+
+
+def ablate(case, images, seconds, rounds):
+  """ae_jax against the two versions of its train path it replaced, interleaved: optax's
+  Adam (two divides per parameter) and a shuffle sort per call. Returns table lines."""
+  config = lambda: load_config(*CASES[case], 0)
+  sides = {"current": JaxSide(config(), images), "sort per call": SortPerCall(config(), images)}
+  with mock.patch.object(train_state, "scale_by_adam", optax.scale_by_adam):
+    sides["optax.scale_by_adam"] = JaxSide(config(), images)
+  batch = config().batch_size
+  calls = {k: _calibrate(side, seconds, batch)[0] for k, side in sides.items()}
+  rates = {k: [] for k in sides}
+  for _ in range(rounds):
+    for k, side in sides.items():
+      rates[k].append(_timed(side, calls[k], batch))
+  med = {k: statistics.median(v) for k, v in rates.items()}
+  lines = [f"| {case} variant | ae_jax ex/s | current is faster by |", "|---|---|---|"]
+  lines += [f"| {k} | {v:,.0f} | {med['current'] / v:.2f}× |" for k, v in med.items()]
+  return lines
 
 
 class TorchSide:
@@ -235,16 +272,19 @@ def main():
   p.add_argument("--rounds", type=int, default=3, help="interleaved windows per side (median)")
   p.add_argument("--steps_per_call", type=int, default=0, help="override config.steps_per_call")
   p.add_argument("--no_torch", action="store_true")
+  p.add_argument("--ablate", default="", help="a case to also time against the train-path "
+                 "versions ae_jax replaced (optax's Adam, a shuffle sort per call)")
   p.add_argument("--output", default="", help="also write results.json/results.md here")
   args = p.parse_args()
-  unknown = set(args.cases.split(",")) - set(CASES)
+  cases = [c for c in args.cases.split(",") if c]
+  unknown = set(cases + ([args.ablate] if args.ablate else [])) - set(CASES)
   if unknown:
     p.error(f"unknown cases {sorted(unknown)}")
   print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s), "
         f"{os.cpu_count()} CPU cores", flush=True)
   train_ds, _ = data.split(data.load("mnist_5k"), 0.1, 0)
   probe, rows, t_start = MatmulProbe(), [], time.perf_counter()
-  for name in args.cases.split(","):
+  for name in cases:
     config = load_config(*CASES[name], args.steps_per_call)
     t0 = time.perf_counter()
     rows.append(bench_case(name, config, train_ds.images, args.seconds, args.rounds, probe,
@@ -252,7 +292,9 @@ def main():
     print(f"  {name}: {json.dumps({k: v for k, v in rows[-1].items() if k != 'case'})} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
   probe.close()
-  table = format_table(rows)
+  table = format_table(rows) if rows else ""
+  if args.ablate:
+    table += "\n\n" + "\n".join(ablate(args.ablate, train_ds.images, args.seconds, args.rounds))
   print(f"\n{table}\n\nmedians of {args.rounds} interleaved rounds; ratio = ae_jax / the better "
         f"of PyTorch at 1 and {os.cpu_count()} threads; {time.perf_counter() - t_start:.0f} s in all")
   if args.output:

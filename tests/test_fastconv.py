@@ -75,6 +75,9 @@ def test_route_sends_only_the_slow_cases_to_the_matmul_forms():
   x, w = _input((2, 8, 8, 4)), _input((5, 5, 4, 3))  # 8×8 → 4×4 VALID: its dx would expand
   _assert_close(_grads(lambda w, x: conv2d(x, w, (1, 1), ((0, 0), (0, 0))), w, x),
                 _grads(lambda w, x: fallback(x, w, (1, 1), ((0, 0), (0, 0))), w, x))
+  x, w = _input((2, 15, 15, 16)), _input((3, 3, 16, 32))  # strided → im2col matmul
+  _assert_close(_grads(lambda w, x: conv2d(x, w, (2, 2), ((1, 1), (1, 1))), w, x),
+                _grads(lambda w, x: fallback(x, w, (2, 2), ((1, 1), (1, 1))), w, x))
   n_fallback = len(calls)
   conv2d(_input((2, 14, 14, 16)), _input((3, 3, 16, 16)), (1, 1), ((1, 1), (1, 1)))
-  assert len(calls) == n_fallback + 1  # an ordinary 3×3 conv stays with the fallback
+  assert len(calls) == n_fallback + 1  # an ordinary stride-1 3×3 conv stays with the fallback

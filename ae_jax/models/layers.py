@@ -9,7 +9,7 @@ loop body (the training step runs in `lax.fori_loop`; jax issue #12868), while f
 convolutions and matmuls keep their speed there. Outside a loop XLA's own backward pass is
 about 1.75× faster for the rotation model; `loop_safe=False` selects it. Either way,
 convolutions XLA:CPU runs badly even outside loops (transposed convs and other expanding
-ones) take `fastconv`'s matmul forms.
+ones, strided ones) take `fastconv`'s matmul forms.
 
 `ConvTranspose` follows PyTorch's `ConvTranspose2d(kernel, stride, padding, output_padding)`:
 output size (n − 1)·stride + kernel − 2·padding + output_padding.
@@ -74,8 +74,8 @@ def _xla_conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
                                   dimension_numbers=DIMENSIONS)
 
 
-# Expanding convolutions (transposed convs, outputs smaller than the kernel) go to fastconv's
-# matmul forms either way; the rest to `conv2d` (loop_safe) or XLA's own autodiff.
+# Expanding convolutions (transposed convs, outputs smaller than the kernel) and strided ones
+# go to fastconv's matmul forms either way; the rest to `conv2d` (loop_safe) or XLA's autodiff.
 _CONV2D = {True: fastconv.route(conv2d), False: fastconv.route(_xla_conv2d)}
 
 
