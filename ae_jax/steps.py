@@ -87,6 +87,17 @@ def _shard_batch(x, mesh):
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("data")))
 
 
+# XLA:CPU options for the train call. Region analysis lets copy insertion see that a
+# parameter's last read precedes its in-place update; without it every step copies the
+# kernels the backward pass reads (1.2 MB for the MLP's decoder). 5–12% faster MLP steps
+# (experiments/README.md), compile time unchanged.
+_CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+def _cpu_options():
+  return dict(_CPU_OPTIONS) if jax.default_backend() == "cpu" and _CPU_OPTIONS else None
+
+
 def _permutation_fn(config, n_train):
   """step → the training-set order of the epoch holding `step` (traceable)."""
   _, data_key, _ = train_state.seeds(config.seed)
@@ -112,7 +123,7 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
   permutation = _permutation_fn(config, n_train)
   one_step = _make_step(compute_model(model, config), tx, config, mesh, steps_per_epoch)
 
-  @functools.partial(jax.jit, donate_argnums=0)
+  @functools.partial(jax.jit, donate_argnums=0, compiler_options=_cpu_options())
   def chunk(state, perm, images, num_steps, reset_log):
     if on_trace is not None:
       on_trace(state.step.shape)

@@ -136,12 +136,15 @@ class SortPerCall(JaxSide):
 
 
 def ablate(case, images, seconds, rounds):
-  """ae_jax against the two versions of its train path it replaced, interleaved: optax's
-  Adam (two divides per parameter) and a shuffle sort per call. Returns table lines."""
+  """ae_jax against the versions of its train path it replaced, interleaved: optax's Adam
+  (two divides per parameter), a shuffle sort per call, XLA:CPU's default copy insertion
+  (a copy of every kernel the backward pass reads, each step). Returns table lines."""
   config = lambda: load_config(*CASES[case], 0)
   sides = {"current": JaxSide(config(), images), "sort per call": SortPerCall(config(), images)}
   with mock.patch.object(train_state, "scale_by_adam", optax.scale_by_adam):
     sides["optax.scale_by_adam"] = JaxSide(config(), images)
+  with mock.patch.dict(steps._CPU_OPTIONS, clear=True):  # pylint: disable=protected-access
+    sides["XLA's default copy insertion"] = JaxSide(config(), images)
   batch = config().batch_size
   calls = {k: _calibrate(side, seconds, batch)[0] for k, side in sides.items()}
   rates = {k: [] for k in sides}
@@ -273,7 +276,7 @@ def main():
   p.add_argument("--steps_per_call", type=int, default=0, help="override config.steps_per_call")
   p.add_argument("--no_torch", action="store_true")
   p.add_argument("--ablate", default="", help="a case to also time against the train-path "
-                 "versions ae_jax replaced (optax's Adam, a shuffle sort per call)")
+                 "versions ae_jax replaced (optax's Adam, a sort per call, default copies)")
   p.add_argument("--output", default="", help="also write results.json/results.md here")
   args = p.parse_args()
   cases = [c for c in args.cases.split(",") if c]
