@@ -121,7 +121,7 @@ def conv_input_grad(dy_BHWC, w_HWIO, strides, padding, in_hw):
   return _scatter_taps(z, strides, [-lo for lo, _ in padding], +1, in_hw)
 
 
-def _patches(x_BHWC, kernel_hw, strides, padding):
+def patches(x_BHWC, kernel_hw, strides, padding):
   """im2col: (B·Ho·Wo, KH·KW·Cin) rows of the padded input, columns in HWIO order."""
   (kh, kw), (sh, sw) = kernel_hw, strides
   cfg = [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)]
@@ -141,15 +141,15 @@ def conv(x_BHWC, w_HWIO, strides, padding):
 
 
 def _conv_fwd(x, w, strides, padding):
-  patches, (b, oh, ow) = _patches(x, w.shape[:2], strides, padding)
-  y = (patches @ w.reshape(patches.shape[1], w.shape[3])).reshape(b, oh, ow, w.shape[3])
-  return y, (patches, w, x.shape[1:3])
+  cols, (b, oh, ow) = patches(x, w.shape[:2], strides, padding)
+  y = (cols @ w.reshape(cols.shape[1], w.shape[3])).reshape(b, oh, ow, w.shape[3])
+  return y, (cols, w, x.shape[1:3])
 
 
 def _conv_bwd(strides, padding, residuals, dy):
-  patches, w, in_hw = residuals
+  cols, w, in_hw = residuals
   dx = conv_input_grad(dy, w, strides, padding, in_hw)
-  dw = (patches.T @ dy.reshape(patches.shape[0], -1)).reshape(w.shape)
+  dw = (cols.T @ dy.reshape(cols.shape[0], -1)).reshape(w.shape)
   return dx.astype(dy.dtype), dw.astype(w.dtype)
 
 

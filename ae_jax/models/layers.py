@@ -46,17 +46,14 @@ def _conv2d_fwd(x, w, strides, padding, lhs_dilation):
 
 def _conv2d_bwd(strides, padding, lhs_dilation, residuals, dy):
   x, w = residuals
-  kh, kw, c, _ = w.shape
+  kh, kw = w.shape[:2]
   # The forward pass is a VALID strided convolution of the dilated, padded input xd.
   config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)), (0, 0, 0)]
   xd, pad_vjp = jax.vjp(lambda a: lax.pad(a, jnp.zeros((), a.dtype), config), x)
-  (oh, ow), (sh, sw) = dy.shape[1:3], strides
-  cols = [xd[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
-          for i in range(kh) for j in range(kw)]
-  patches = jnp.concatenate(cols, axis=-1).reshape(-1, kh * kw * c)
+  patches, _ = fastconv.patches(xd, (kh, kw), strides, ((0, 0), (0, 0)))
   dw = (patches.T @ dy.reshape(-1, dy.shape[-1])).reshape(w.shape)
   pads = [(k - 1, m - 1 - (o - 1) * s)
-          for k, m, o, s in zip((kh, kw), xd.shape[1:3], (oh, ow), strides)]
+          for k, m, o, s in zip((kh, kw), xd.shape[1:3], dy.shape[1:3], strides)]
   dxd = lax.conv_general_dilated(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), pads,
                                  lhs_dilation=strides, dimension_numbers=DIMENSIONS)
   return pad_vjp(dxd)[0], dw.astype(w.dtype)
