@@ -143,14 +143,14 @@ def conv(x_BHWC, w_HWIO, strides, padding):
 def _conv_fwd(x, w, strides, padding):
   cols, (b, oh, ow) = patches(x, w.shape[:2], strides, padding)
   y = (cols @ w.reshape(cols.shape[1], w.shape[3])).reshape(b, oh, ow, w.shape[3])
-  return y, (cols, w, x.shape[1:3])
+  return y, (cols, w, x)  # x only for its shape and dtype (no copy: it is the input)
 
 
 def _conv_bwd(strides, padding, residuals, dy):
-  cols, w, in_hw = residuals
-  dx = conv_input_grad(dy, w, strides, padding, in_hw)
+  cols, w, x = residuals
+  dx = conv_input_grad(dy, w, strides, padding, x.shape[1:3])
   dw = (cols.T @ dy.reshape(cols.shape[0], -1)).reshape(w.shape)
-  return dx.astype(dy.dtype), dw.astype(w.dtype)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 conv.defvjp(_conv_fwd, _conv_bwd)
