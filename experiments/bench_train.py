@@ -113,26 +113,22 @@ class JaxSide:
     done, bad = 0, None
     for _ in range(calls):
       k = min(self.config.steps_per_call, self.spe - self.step % self.spe)
-      self.state, self.perm, bad = self.chunk(self.state, self.perm, self.images, k, False)
+      self.state, self.perm, bad = self.chunk(self.state, self.order(), self.images, k, False)
       self.step += k
       done += k
     jax.block_until_ready(bad)
     return done
+
+  def order(self):
+    """The epoch order the next call takes: the one the last call returned."""
+    return self.perm
 
 
 class SortPerCall(JaxSide):
   """The train path as it was: the epoch's order drawn again (a sort) before every call."""
 
-  def run_calls(self, calls):
-    done, bad = 0, None
-    for _ in range(calls):
-      k = min(self.config.steps_per_call, self.spe - self.step % self.spe)
-      self.perm = steps.epoch_order(self.config, self.n, self.step, self.mesh)
-      self.state, self.perm, bad = self.chunk(self.state, self.perm, self.images, k, False)
-      self.step += k
-      done += k
-    jax.block_until_ready(bad)
-    return done
+  def order(self):
+    return steps.epoch_order(self.config, self.n, self.step, self.mesh)
 
 
 def ablate(case, images, seconds, rounds):
