@@ -134,13 +134,17 @@ class SortPerCall(JaxSide):
 def ablate(case, images, seconds, rounds):
   """ae_jax against the versions of its train path it replaced, interleaved: optax's Adam
   (two divides per parameter), a shuffle sort per call, XLA:CPU's default copy insertion
-  (a copy of every kernel the backward pass reads, each step). Returns table lines."""
+  (a copy of every kernel the backward pass reads, each step), LLVM's default vector width.
+  Returns table lines."""
   config = lambda: load_config(*CASES[case], 0)
   sides = {"current": JaxSide(config(), images), "sort per call": SortPerCall(config(), images)}
   with mock.patch.object(train_state, "scale_by_adam", optax.scale_by_adam):
     sides["optax.scale_by_adam"] = JaxSide(config(), images)
-  with mock.patch.dict(steps._CPU_OPTIONS, clear=True):  # pylint: disable=protected-access
-    sides["XLA's default copy insertion"] = JaxSide(config(), images)
+  for name, option in (("XLA's default copy insertion", "xla_cpu_copy_insertion_use_region_analysis"),
+                       ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width")):
+    without = {k: v for k, v in steps._CPU_OPTIONS.items() if k != option}  # pylint: disable=protected-access
+    with mock.patch.dict(steps._CPU_OPTIONS, without, clear=True):  # pylint: disable=protected-access
+      sides[name] = JaxSide(config(), images)
   batch = config().batch_size
   calls = {k: _calibrate(side, seconds, batch)[0] for k, side in sides.items()}
   rates = {k: [] for k in sides}
@@ -272,7 +276,7 @@ def main():
   p.add_argument("--steps_per_call", type=int, default=0, help="override config.steps_per_call")
   p.add_argument("--no_torch", action="store_true")
   p.add_argument("--ablate", default="", help="a case to also time against the train-path "
-                 "versions ae_jax replaced (optax's Adam, a sort per call, default copies)")
+                 "versions ae_jax replaced (optax's Adam, a sort per call, default compiler options)")
   p.add_argument("--output", default="", help="also write results.json/results.md here")
   args = p.parse_args()
   cases = [c for c in args.cases.split(",") if c]
