@@ -12,9 +12,10 @@ measured with NumPy in the same run.
     pip install -r requirements-bench.txt
     python -m experiments.bench_train                      # every case, about 4 minutes
     python -m experiments.bench_train --cases=mlp-8,mlp-256 --seconds=1 --rounds=3
-    python -m experiments.bench_train --cases= --ablate=mlp-8 --rounds=5   # what each change gave
+    python -m experiments.bench_train --cases= --ablate=mlp-8,conv --rounds=5   # what each change gave
 """
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -30,6 +31,7 @@ import numpy as np
 import optax
 
 from ae_jax import data, models, steps, train_state
+from ae_jax.models import fastconv
 
 # name → (config module, config overrides); batch_size/steps_per_call not given = the
 # config's own (or --steps_per_call).
@@ -131,20 +133,31 @@ class SortPerCall(JaxSide):
     return steps.epoch_order(self.config, self.n, self.step, self.mesh)
 
 
-def ablate(case, images, seconds, rounds):
-  """ae_jax against the versions of its train path it replaced, interleaved: optax's Adam
-  (two divides per parameter), a shuffle sort per call, XLA:CPU's default copy insertion
-  (a copy of every kernel the backward pass reads, each step), LLVM's default vector width.
-  Returns table lines."""
-  config = lambda: load_config(*CASES[case], 0)
-  sides = {"current": JaxSide(config(), images), "sort per call": SortPerCall(config(), images)}
-  with mock.patch.object(train_state, "scale_by_adam", optax.scale_by_adam):
-    sides["optax.scale_by_adam"] = JaxSide(config(), images)
+def _replaced(config):
+  """name → (side class, patch) for the versions of the train path ae_jax replaced."""
+  variants = {"sort per call": (SortPerCall, contextlib.nullcontext()),
+              "optax.scale_by_adam": (JaxSide, mock.patch.object(train_state, "scale_by_adam",
+                                                                 optax.scale_by_adam))}
   for name, option in (("XLA's default copy insertion", "xla_cpu_copy_insertion_use_region_analysis"),
                        ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width")):
     without = {k: v for k, v in steps._CPU_OPTIONS.items() if k != option}  # pylint: disable=protected-access
-    with mock.patch.dict(steps._CPU_OPTIONS, without, clear=True):  # pylint: disable=protected-access
-      sides[name] = JaxSide(config(), images)
+    variants[name] = (JaxSide, mock.patch.dict(steps._CPU_OPTIONS, without, clear=True))  # pylint: disable=protected-access
+  if config.model != "mlp":
+    variants["matmul calls for K ≤ 9"] = (JaxSide, mock.patch.object(fastconv, "FMA_MAX_K", 0))
+  return variants
+
+
+def ablate(case, images, seconds, rounds):
+  """ae_jax against the versions of its train path it replaced, interleaved: a shuffle sort
+  per call, optax's Adam (two divides per parameter), XLA:CPU's default copy insertion (a
+  copy of every kernel the backward pass reads, each step), LLVM's default vector width and,
+  for conv models, matmul calls for the one-channel layers' short contractions. Returns
+  table lines."""
+  config = lambda: load_config(*CASES[case], 0)
+  sides = {"current": JaxSide(config(), images)}
+  for name, (side, patch) in _replaced(config()).items():
+    with patch:
+      sides[name] = side(config(), images)
   batch = config().batch_size
   calls = {k: _calibrate(side, seconds, batch)[0] for k, side in sides.items()}
   rates = {k: [] for k in sides}
@@ -275,12 +288,14 @@ def main():
   p.add_argument("--rounds", type=int, default=3, help="interleaved windows per side (median)")
   p.add_argument("--steps_per_call", type=int, default=0, help="override config.steps_per_call")
   p.add_argument("--no_torch", action="store_true")
-  p.add_argument("--ablate", default="", help="a case to also time against the train-path "
-                 "versions ae_jax replaced (optax's Adam, a sort per call, default compiler options)")
+  p.add_argument("--ablate", default="", help="comma-separated cases to also time against "
+                 "the train-path versions ae_jax replaced (optax's Adam, a sort per call, "
+                 "default compiler options, matmul calls for short contractions)")
   p.add_argument("--output", default="", help="also write results.json/results.md here")
   args = p.parse_args()
   cases = [c for c in args.cases.split(",") if c]
-  unknown = set(cases + ([args.ablate] if args.ablate else [])) - set(CASES)
+  ablated = [c for c in args.ablate.split(",") if c]
+  unknown = set(cases + ablated) - set(CASES)
   if unknown:
     p.error(f"unknown cases {sorted(unknown)}")
   print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s), "
@@ -296,8 +311,8 @@ def main():
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
   probe.close()
   table = format_table(rows) if rows else ""
-  if args.ablate:
-    table += "\n\n" + "\n".join(ablate(args.ablate, train_ds.images, args.seconds, args.rounds))
+  for case in ablated:
+    table += "\n\n" + "\n".join(ablate(case, train_ds.images, args.seconds, args.rounds))
   print(f"\n{table}\n\nmedians of {args.rounds} interleaved rounds; ratio = ae_jax / the better "
         f"of PyTorch at 1 and {os.cpu_count()} threads; {time.perf_counter() - t_start:.0f} s in all")
   if args.output:

@@ -81,3 +81,14 @@ def test_route_sends_only_the_slow_cases_to_the_matmul_forms():
   n_fallback = len(calls)
   conv2d(_input((2, 14, 14, 16)), _input((3, 3, 16, 16)), (1, 1), ((1, 1), (1, 1)))
   assert len(calls) == n_fallback + 1  # an ordinary stride-1 3×3 conv stays with the fallback
+
+
+@pytest.mark.parametrize("k", [1, fastconv.FMA_MAX_K, fastconv.FMA_MAX_K + 1])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_short_contractions_equal_the_matmul(k, dtype):
+  a, b = _input((50, k)).astype(dtype), _input((k, 7)).astype(dtype)
+  out = fastconv._matmul(a, b)  # pylint: disable=protected-access
+  ref = jnp.dot(a, b, preferred_element_type=jnp.float32)
+  assert out.dtype == dtype and out.shape == (50, 7)
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=tol, atol=tol)
