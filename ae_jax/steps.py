@@ -2,7 +2,8 @@
 
 The training images live on device (replicated, put there once); each call gathers its
 batches by the epoch's seeded permutation and runs `num_steps` optimizer steps in a
-`lax.fori_loop` whose trip count is traced (one compiled program for every chunk length).
+`lax.fori_loop` whose trip count is traced (one compiled program for every chunk length), or
+one step without a loop when `steps_per_call` is 1.
 The permutation is threaded through the calls and redrawn inside the loop only when an
 epoch starts (a sort of the whole training set, which at batch 8 would otherwise cost ≈ 17%
 of every 32-step call). The state is donated and nothing is read back per step: the call
@@ -123,6 +124,11 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
   `epoch_order(...)` for the first call, the returned one after that. `reset_log` zeroes the
   train-loss accumulators first (after a log line was read), so no host-side op touches the
   state between calls.
+
+  With `config.steps_per_call == 1` the call is one step with no loop around it: for models
+  whose step is long enough that dispatching it is free, and whose convolutions XLA:CPU
+  runs far slower inside a loop body (the rotation AE with `arch.loop_safe_conv=False`
+  trains 1.4× faster this way than with its loop-safe convs in a 32-step loop).
   """
   steps_per_epoch = n_train // config.batch_size
   permutation = _permutation_fn(config, n_train)
@@ -142,8 +148,11 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
       state, loss = one_step(state, images, perm)
       return state, perm, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step)
 
+    carry = (state, perm, jnp.full((), -1, jnp.int32))
+    if config.steps_per_call == 1:  # one step, no loop around it (num_steps is always 1)
+      return body(0, carry)
     # num_steps is traced: one compiled program serves every chunk length.
-    return jax.lax.fori_loop(0, num_steps, body, (state, perm, jnp.full((), -1, jnp.int32)))
+    return jax.lax.fori_loop(0, num_steps, body, carry)
 
   return chunk
 

@@ -14,9 +14,11 @@ import shutil
 from ae_jax import checkpoint, errors, report
 
 
-# Keys that may change between runs on one workdir (extending or re-plotting a run).
+# Keys (top-level sections or full dotted names) that may change between runs on one
+# workdir: extending or re-plotting a run, or how the same gradients are computed.
 RESUMABLE_KEYS = ("num_epochs", "log_every_steps", "steps_per_call", "overwrite",
-                  "eval_batch_size", "reconstruction_indices", "checkpoint", "init_from")
+                  "eval_batch_size", "reconstruction_indices", "checkpoint", "init_from",
+                  "arch.loop_safe_conv")
 
 
 # Keys added to the configs after runs were made, with the value that gives the behaviour
@@ -38,7 +40,7 @@ def _flatten(tree, prefix=""):
 def _identity(config_dict):
   """The flattened keys that define a run (the resumable ones and `derived` left out)."""
   return {k: v for k, v in _flatten(config_dict).items()
-          if k.split(".")[0] not in RESUMABLE_KEYS + ("derived",)}
+          if k not in RESUMABLE_KEYS and k.split(".")[0] not in RESUMABLE_KEYS + ("derived",)}
 
 
 def differences(old, new):

@@ -27,7 +27,11 @@ def get_config():
   c.arch.norm = "group"
   c.arch.groups = 8
   c.arch.rotation_head = "latent"  # report 002: a linear classifier on the latent
-  c.arch.loop_safe_conv = True
+  # XLA's own conv backward pass, one step per call: XLA:CPU runs those convs 20–40× slower
+  # inside a loop, and outside one they beat the loop-safe convs in a 32-step loop by 1.4×
+  # (experiments/README.md). A step of 128 takes ≈ 30 ms here, so dispatching each is free.
+  c.arch.loop_safe_conv = False
+  c.steps_per_call = 1
   c.batch_size = 128
   c.num_epochs = 20
   c.learning_rate = 2e-3

@@ -79,7 +79,7 @@ def load_config(module, overrides, steps_per_call):
   config = importlib.import_module(f"configs.{module}").get_config()
   if steps_per_call:
     config.steps_per_call = steps_per_call
-  config.update(overrides)
+  config.update_from_flattened_dict(overrides)
   return config
 
 
@@ -134,30 +134,35 @@ class SortPerCall(JaxSide):
 
 
 def _replaced(config):
-  """name → (side class, patch) for the versions of the train path ae_jax replaced."""
-  variants = {"sort per call": (SortPerCall, contextlib.nullcontext()),
+  """name → (side class, patch, config overrides) for the versions of the train path ae_jax
+  replaced."""
+  same = contextlib.nullcontext()
+  variants = {"sort per call": (SortPerCall, same, {}),
               "optax.scale_by_adam": (JaxSide, mock.patch.object(train_state, "scale_by_adam",
-                                                                 optax.scale_by_adam))}
+                                                                 optax.scale_by_adam), {})}
   for name, option in (("XLA's default copy insertion", "xla_cpu_copy_insertion_use_region_analysis"),
                        ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width")):
     without = {k: v for k, v in steps._CPU_OPTIONS.items() if k != option}  # pylint: disable=protected-access
-    variants[name] = (JaxSide, mock.patch.dict(steps._CPU_OPTIONS, without, clear=True))  # pylint: disable=protected-access
+    variants[name] = (JaxSide, mock.patch.dict(steps._CPU_OPTIONS, without, clear=True), {})  # pylint: disable=protected-access
   if config.model != "mlp":
-    variants["matmul calls for K ≤ 9"] = (JaxSide, mock.patch.object(fastconv, "FMA_MAX_K", 0))
+    variants["matmul calls for K ≤ 9"] = (JaxSide, mock.patch.object(fastconv, "FMA_MAX_K", 0), {})
+  if not config.arch.get("loop_safe_conv", True):
+    variants["loop-safe convs, 32 steps per call"] = (
+        JaxSide, same, {"arch.loop_safe_conv": True, "steps_per_call": 32})
   return variants
 
 
 def ablate(case, images, seconds, rounds):
   """ae_jax against the versions of its train path it replaced, interleaved: a shuffle sort
   per call, optax's Adam (two divides per parameter), XLA:CPU's default copy insertion (a
-  copy of every kernel the backward pass reads, each step), LLVM's default vector width and,
-  for conv models, matmul calls for the one-channel layers' short contractions. Returns
-  table lines."""
+  copy of every kernel the backward pass reads, each step), LLVM's default vector width,
+  for conv models matmul calls for the one-channel layers' short contractions, and for a
+  model on XLA's own convs the loop-safe ones in a 32-step loop. Returns table lines."""
   config = lambda: load_config(*CASES[case], 0)
   sides = {"current": JaxSide(config(), images)}
-  for name, (side, patch) in _replaced(config()).items():
+  for name, (side, patch, overrides) in _replaced(config()).items():
     with patch:
-      sides[name] = side(config(), images)
+      sides[name] = side(load_config(CASES[case][0], {**CASES[case][1], **overrides}, 0), images)
   batch = config().batch_size
   calls = {k: _calibrate(side, seconds, batch)[0] for k, side in sides.items()}
   rates = {k: [] for k in sides}

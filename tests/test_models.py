@@ -180,7 +180,7 @@ def test_rotation_batch_norm_variant_updates_running_stats():
 
 def test_rotation_pads_odd_sizes_and_loop_safe_switch_keeps_values():
   shape = (27, 30, 1)
-  safe, variables = _build("rotation", shape, **SMALL["rotation"])
+  safe, variables = _build("rotation", shape, **SMALL["rotation"], **{"arch.loop_safe_conv": True})
   xla = models.build(configs.load("rotation", **SMALL["rotation"], **{"arch.loop_safe_conv": False}),
                      shape)
   x = _images(shape) * 2 - 1

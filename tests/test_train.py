@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from ae_jax import data, errors, models, steps, train, train_state
+from ae_jax import data, errors, models, steps, train, train_state, workdir
 import configs
 from tests.conftest import tiny
 
@@ -37,6 +37,7 @@ def _chunk_setup(config, n=512):
       perm[0] = steps.epoch_order(config, n, int(state.step), mesh)
     state, perm[0], bad = chunk(state, perm[0], ds.images, k, False)
     return state, bad
+  run.jaxpr = lambda state: chunk.trace(state, perm[0], ds.images, 1, False).jaxpr.jaxpr
   return ds, model, state, run, traces
 
 
@@ -65,6 +66,36 @@ def test_chunking_does_not_change_the_result():
   for other in (s2, s3):
     for a, b in zip(jax.tree_util.tree_leaves(s1.params), jax.tree_util.tree_leaves(other.params)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _step_loops(jaxpr):
+  """How many while loops (inside jitted calls too) run a matmul: the training-step loop."""
+  n = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "while":
+      n += "dot_general" in str(eqn.params["body_jaxpr"])
+    elif "jaxpr" in eqn.params:
+      n += _step_loops(eqn.params["jaxpr"].jaxpr)
+  return n
+
+
+def test_one_step_calls_have_no_loop_and_follow_the_looped_run():
+  (_, _, looped, chunk_l, _), (_, _, single, chunk_1, traces) = (
+      _chunk_setup(tiny(batch_size=32, steps_per_call=s), n=256) for s in (8, 1))
+  assert _step_loops(chunk_l.jaxpr(looped)) == 1 and _step_loops(chunk_1.jaxpr(single)) == 0
+  looped, _ = chunk_l(looped, 10)  # 8 steps per epoch: both cross into epoch 1
+  for _ in range(10):
+    single, bad = chunk_1(single, 1)
+  assert int(single.step) == 10 and int(bad) == -1 and len(traces) == 1
+  for a, b in zip(jax.tree_util.tree_leaves(looped.params), jax.tree_util.tree_leaves(single.params)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_how_gradients_are_computed_is_not_part_of_a_runs_identity():
+  old = tiny("rotation").to_dict()
+  assert workdir.differences(old, tiny("rotation", **{"arch.loop_safe_conv": True}).to_dict()) == []
+  assert workdir.differences(old, tiny("rotation", **{"arch.latent_dim": 4}).to_dict()) == [
+      "arch.latent_dim (64 in the workdir, 4 now)"]
 
 
 def test_adam_matches_optax_and_keeps_its_state_type():
