@@ -7,7 +7,8 @@ transposed kernel, and the kernel gradient as one im2col matmul. XLA:CPU runs th
 convolutions that autodiff emits for the backward pass 20–40× slower when they sit inside a
 loop body (the training step runs in `lax.fori_loop`; jax issue #12868), while forward-form
 convolutions and matmuls keep their speed there. Outside a loop XLA's own backward pass is
-about 1.75× faster for the rotation model; `loop_safe=False` selects it. Either way,
+faster: `loop_safe=False` selects it, and configs/rotation.py pairs it with
+`steps_per_call=1` (one step per call, no loop; 1.57× the loop-safe 32-step loop). Either way,
 convolutions XLA:CPU runs badly even outside loops (transposed convs and other expanding
 ones, strided ones) take `fastconv`'s matmul forms.
 
