@@ -27,7 +27,7 @@ def get_config():
   c.arch.groups = 8
   c.arch.rotation_head = "latent"  # report 002: a linear classifier on the latent
   # XLA's own conv backward pass, one step per call: XLA:CPU runs those convs 20–40× slower
-  # inside a loop, and outside one they beat the loop-safe convs in a 32-step loop by 1.4×
+  # inside a loop, and outside one they beat the loop-safe convs in a 32-step loop by 1.5×
   # (experiments/README.md). A step of 128 takes ≈ 30 ms here, so dispatching each is free.
   c.arch.loop_safe_conv = False
   c.steps_per_call = 1

@@ -77,8 +77,9 @@ def _gather_taps(y_BOOC, stride_hw, offset_hw, sign, in_hw, kernel_hw):
 
 # Contractions this short are done as K multiply-adds that XLA fuses into one loop over the
 # output: the matmul call for the conv AE's one-channel layers ((61·225, 9) × (9, 16) and
-# (61·256, 9) × (9, 16)) runs ≈ 5× slower than that loop; the conv AE trains ≈ 7% faster.
-# At K = 16 the loop is slower than the matmul.
+# (61·256, 9) × (9, 16)) runs ≈ 5× slower than that loop. The conv AE trains 2–8% faster,
+# the rotation AE (its first 2×2 conv: K = 4) 10–15% (`bench_train --ablate`). At K = 16
+# the loop is slower than the matmul.
 FMA_MAX_K = 9
 
 
