@@ -8,7 +8,8 @@ convolutions that autodiff emits for the backward pass 20–40× slower when the
 loop body (the training step runs in `lax.fori_loop`; jax issue #12868), while forward-form
 convolutions and matmuls keep their speed there. Outside a loop XLA's own backward pass is
 faster: `loop_safe=False` selects it, and configs/rotation.py pairs it with
-`steps_per_call=1` (one step per call, no loop; 1.57× the loop-safe 32-step loop). Either way,
+`steps_per_call=1` (one step per call, no loop; ≈ 1.5× the loop-safe 32-step loop on
+MNIST). Either way,
 convolutions XLA:CPU runs badly even outside loops (transposed convs and other expanding
 ones, strided ones) take `fastconv`'s matmul forms.
 
