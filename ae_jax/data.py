@@ -169,11 +169,16 @@ def epoch_permutation(key, epoch, n):
   return jax.random.permutation(jax.random.fold_in(key, epoch), n)
 
 
-def batch_indices(key, step, *, n, batch_size):
-  """Indices of the batch at global `step`: epoch-seeded permutation, drop remainder."""
-  steps_per_epoch = n // batch_size
-  perm = epoch_permutation(key, step // steps_per_epoch, n)
+def epoch_batch(perm, step, batch_size):
+  """Indices of the batch at global `step` in its epoch's order `perm` (drop remainder)."""
+  steps_per_epoch = perm.shape[0] // batch_size
   return jax.lax.dynamic_slice(perm, ((step % steps_per_epoch) * batch_size,), (batch_size,))
+
+
+def batch_indices(key, step, *, n, batch_size):
+  """Indices of the batch at global `step`: epoch-seeded permutation, drop remainder (what
+  the train step takes, which carries the epoch's permutation between steps)."""
+  return epoch_batch(epoch_permutation(key, step // (n // batch_size), n), step, batch_size)
 
 
 def padded_batches(x, batch_size):

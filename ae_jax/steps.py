@@ -132,7 +132,7 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
   """
   steps_per_epoch = n_train // config.batch_size
   permutation = _permutation_fn(config, n_train)
-  one_step = _make_step(compute_model(model, config), tx, config, mesh, steps_per_epoch)
+  one_step = _make_step(compute_model(model, config), tx, config, mesh)
 
   @functools.partial(jax.jit, donate_argnums=0, compiler_options=_cpu_options())
   def chunk(state, perm, images, num_steps, reset_log):
@@ -157,14 +157,12 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
   return chunk
 
 
-def _make_step(model, tx, config, mesh, steps_per_epoch):
-  """one_step(state, images, perm) → (state, loss): batch `step % steps_per_epoch` of perm."""
+def _make_step(model, tx, config, mesh):
+  """one_step(state, images, perm) → (state, loss): the batch of `state.step` in perm."""
   batch = config.batch_size
 
   def one_step(state, images, perm):
-    i = state.step % steps_per_epoch
-    idx = jax.lax.dynamic_slice(perm, (i * batch,), (batch,))
-    x = _shard_batch(images[idx], mesh)
+    x = _shard_batch(images[data.epoch_batch(perm, state.step, batch)], mesh)
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):

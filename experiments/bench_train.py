@@ -83,6 +83,11 @@ def load_config(module, overrides, steps_per_call):
   return config
 
 
+def _call_steps(config, steps_per_epoch, step):
+  """Steps in the next call, cut at the epoch's end as train.py does."""
+  return min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch)
+
+
 class JaxSide:
   """ae_jax's train path: one compiled chunk, the state flowing through donated calls."""
 
@@ -114,7 +119,7 @@ class JaxSide:
     """`calls` train calls cut at epoch ends as train.py does; returns the steps run."""
     done, bad = 0, None
     for _ in range(calls):
-      k = min(self.config.steps_per_call, self.spe - self.step % self.spe)
+      k = _call_steps(self.config, self.spe, self.step)
       self.state, self.perm, bad = self.chunk(self.state, self.order(), self.images, k, False)
       self.step += k
       done += k
@@ -201,7 +206,7 @@ class TorchSide:
     """Same number of steps as JaxSide.run_calls (each 'call' = steps_per_call steps)."""
     done, loss = 0, None
     for _ in range(calls):
-      k = min(self.config.steps_per_call, self.spe - self.step % self.spe)
+      k = _call_steps(self.config, self.spe, self.step)
       if self.step % self.spe == 0:
         self.perm = self.torch.randperm(self.n)
       loss = self.ref.train_steps(self.net, self.opt, self.images, self.perm, self.step % self.spe,
