@@ -169,6 +169,11 @@ def epoch_permutation(key, epoch, n):
   return jax.random.permutation(jax.random.fold_in(key, epoch), n)
 
 
+def step_permutation(key, step, *, n, batch_size):
+  """The permutation of the epoch holding global `step` (drop-remainder epochs)."""
+  return epoch_permutation(key, step // (n // batch_size), n)
+
+
 def epoch_batch(perm, step, batch_size):
   """Indices of the batch at global `step` in its epoch's order `perm` (drop remainder)."""
   steps_per_epoch = perm.shape[0] // batch_size
@@ -178,7 +183,7 @@ def epoch_batch(perm, step, batch_size):
 def batch_indices(key, step, *, n, batch_size):
   """Indices of the batch at global `step`: epoch-seeded permutation, drop remainder (what
   the train step takes, which carries the epoch's permutation between steps)."""
-  return epoch_batch(epoch_permutation(key, step // (n // batch_size), n), step, batch_size)
+  return epoch_batch(step_permutation(key, step, n=n, batch_size=batch_size), step, batch_size)
 
 
 def padded_batches(x, batch_size):

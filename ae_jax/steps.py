@@ -101,14 +101,13 @@ _CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
 
 
 def _cpu_options():
-  return dict(_CPU_OPTIONS) if jax.default_backend() == "cpu" and _CPU_OPTIONS else None
+  return dict(_CPU_OPTIONS) if jax.default_backend() == "cpu" else None
 
 
 def _permutation_fn(config, n_train):
   """step → the training-set order of the epoch holding `step` (traceable)."""
   _, data_key, _ = train_state.seeds(config.seed)
-  steps_per_epoch = n_train // config.batch_size
-  return lambda step: data.epoch_permutation(data_key, step // steps_per_epoch, n_train)
+  return lambda step: data.step_permutation(data_key, step, n=n_train, batch_size=config.batch_size)
 
 
 def epoch_order(config, n_train, step, mesh):

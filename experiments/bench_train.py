@@ -163,11 +163,12 @@ def ablate(case, images, seconds, rounds):
   copy of every kernel the backward pass reads, each step), LLVM's default vector width,
   for conv models matmul calls for the one-channel layers' short contractions, and for a
   model on XLA's own convs the loop-safe ones in a 32-step loop. Returns table lines."""
-  config = lambda: load_config(*CASES[case], 0)
+  module, case_overrides = CASES[case]
+  config = lambda overrides=None: load_config(module, {**case_overrides, **(overrides or {})}, 0)
   sides = {"current": JaxSide(config(), images)}
   for name, (side, patch, overrides) in _replaced(config()).items():
     with patch:
-      sides[name] = side(load_config(CASES[case][0], {**CASES[case][1], **overrides}, 0), images)
+      sides[name] = side(config(overrides), images)
   batch = config().batch_size
   calls = {k: _calibrate(side, seconds, batch)[0] for k, side in sides.items()}
   rates = {k: [] for k in sides}
