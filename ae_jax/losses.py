@@ -23,10 +23,11 @@ def rotate_batch(x_BHWC, k_B):
   return rots[k_B, jnp.arange(x_BHWC.shape[0])]
 
 
-def _apply(model, variables, x, rng, train):
+def _apply(model, variables, x, rng, train, method=None):
   mutable = ["batch_stats"] if train and "batch_stats" in variables else False
   rngs = dict(zip(("dropout", "latent"), jax.random.split(rng))) if train else {}
-  res = model.apply(variables, x, train=train, rngs=rngs, mutable=mutable)
+  kwargs = {"method": method} if method else {}
+  res = model.apply(variables, x, train=train, rngs=rngs, mutable=mutable, **kwargs)
   return res if mutable else (res, {})
 
 
@@ -42,8 +43,12 @@ def per_example(model, variables, x01_BHWC, rng, config, *, train):
     inputs = data.to_range(moved, config.pixel_range)
   b = x.shape[0]
   rotating = config.rotation_weight > 0
-  if rotating and train:
-    k_B = jax.random.randint(k_rot, (b,), 0, 4)
+  # "rotated" (report 002): the AE reconstructs turned images, so its latent sees every
+  # orientation; "upright": the AE sees upright images and the rotation head a second
+  # encoder pass over turned copies.
+  upright = config.get("rotation_recon", "rotated") == "upright"
+  k_B = jax.random.randint(k_rot, (b,), 0, 4) if train else jnp.arange(b) % 4
+  if rotating and train and not upright:
     x, inputs = rotate_batch(x, k_B), rotate_batch(inputs, k_B)
   if config.noise_std > 0:
     inputs = inputs + config.noise_std * jax.random.normal(k_noise, x.shape, x.dtype)
@@ -54,10 +59,12 @@ def per_example(model, variables, x01_BHWC, rng, config, *, train):
     kl = -0.5 * jnp.sum(1 + out["logvar"] - out["mean"] ** 2 - jnp.exp(out["logvar"]), axis=-1)
     terms["kl"] = kl / (x[0].size)
   if rotating:
-    if not train:  # eval: MSE above is on unrotated images; rotation head on fixed rotations.
-      k_B = jnp.arange(b) % 4
-      out, _ = _apply(model, variables, rotate_batch(x, k_B), k_model, False)
-    logits = out["logits"].astype(jnp.float32)
+    logits = out["logits"]
+    if upright or not train:  # eval: the head on fixed rotations of the clean images
+      turned = rotate_batch(inputs if train else x, k_B)
+      logits, _ = _apply(model, {**variables, **new_vars}, turned, k_model, train,
+                         method="rotation_logits")
+    logits = logits.astype(jnp.float32)
     terms["ce"] = optax.softmax_cross_entropy_with_integer_labels(logits, k_B)
     terms["rot_acc"] = (jnp.argmax(logits, -1) == k_B).astype(jnp.float32)
   return terms, new_vars

@@ -112,7 +112,8 @@ def _final(rows, key):
 def _total_steps(point_dir):
   with open(os.path.join(point_dir, "config.json")) as f:
     saved = json.load(f)
-  return saved["num_epochs"] * saved["derived"]["steps_per_epoch"]
+  derived = saved["derived"]
+  return derived.get("total_steps", saved["num_epochs"] * derived["steps_per_epoch"])
 
 
 def summarize(workdir, points):

@@ -30,7 +30,8 @@ def validate(config):
   integers = {  # name: (value, least allowed)
       "batch_size": (c.batch_size, 1), "steps_per_call": (c.steps_per_call, 1),
       "log_every_steps": (c.log_every_steps, 1), "eval_batch_size": (c.eval_batch_size, 1),
-      "num_epochs": (c.num_epochs, 0), "checkpoint.every_epochs": (c.checkpoint.every_epochs, 1),
+      "num_epochs": (c.num_epochs, 0), "min_steps": (c.get("min_steps", 0), 0),
+      "checkpoint.every_epochs": (c.checkpoint.every_epochs, 1),
       "checkpoint.keep": (c.checkpoint.keep, 1), "checkpoint.keep_evenly": (c.checkpoint.keep_evenly, 0)}
   for k, (v, lo) in integers.items():
     if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -41,11 +42,18 @@ def validate(config):
     raise errors.UserError(f"config.pixel_range must be one of {sorted(models.OUTPUT_ACTIVATION)}")
   if c.optimizer not in ("adam", "adamw"):
     raise errors.UserError(f"config.optimizer must be 'adam' or 'adamw', got {c.optimizer!r}")
+  if c.get("rotation_recon", "rotated") not in ("rotated", "upright"):
+    raise errors.UserError(f"config.rotation_recon must be 'rotated' or 'upright', got {c.rotation_recon!r}")
   for k in ("max_degrees", "max_shift"):
     v = c.get("pose_augment", {}).get(k, 0.0)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 90:
       raise errors.UserError(f"config.pose_augment.{k} must be a number in [0, 90), got {v!r}")
   models.check_arch(c)
+
+
+def num_epochs(config, steps_per_epoch):
+  """`num_epochs`, raised to as many epochs as make `min_steps` steps (small datasets)."""
+  return max(config.num_epochs, -(-config.get("min_steps", 0) // steps_per_epoch))
 
 
 def _init_from(state, source):
@@ -155,9 +163,10 @@ def _run(config, workdir, stop):
         f"{len(train_ds)} train / {len(val_ds)} val images {full.image_shape} from {full.name}",
         flush=True)
 
+  epochs = num_epochs(config, steps_per_epoch)
   keep_period = None
   if config.checkpoint.keep_evenly:
-    keep_period = steps_per_epoch * max(1, config.num_epochs // config.checkpoint.keep_evenly)
+    keep_period = steps_per_epoch * max(1, epochs // config.checkpoint.keep_evenly)
   mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_period=keep_period, create=False)
   found = None if replaced else checkpoint.restore_newest(mngr, state)
   if found is None and config.init_from:
@@ -175,12 +184,16 @@ def _run(config, workdir, stop):
     print(f"resuming from checkpoint at step {found.step} (epoch {meta.get('epoch')})", flush=True)
   workdirs.write_config(workdir, config, dict(
       image_shape=list(full.image_shape), steps_per_epoch=steps_per_epoch, num_train=len(train_ds),
-      num_val=len(val_ds), num_params=n_params, class_names=full.class_names))
+      num_val=len(val_ds), num_params=n_params, class_names=full.class_names,
+      num_epochs=epochs, total_steps=epochs * steps_per_epoch))
 
-  total = config.num_epochs * steps_per_epoch
+  total = epochs * steps_per_epoch
+  if epochs > config.num_epochs:
+    print(f"training {epochs} epochs ({total} steps): min_steps={config.min_steps} raises "
+          f"num_epochs={config.num_epochs}", flush=True)
   start = step = int(state.step)
   if step >= total:
-    print(f"run in {workdir} already finished at step {step} ({config.num_epochs} epochs); "
+    print(f"run in {workdir} already finished at step {step} ({epochs} epochs); "
           "nothing to train", flush=True)
     write_plots(config, workdir, model, train_state.variables(state), full)
     return state
@@ -222,7 +235,7 @@ def _run(config, workdir, stop):
                 "epoch": step / steps_per_epoch}
         writer.write(step, line)
         progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // steps_per_epoch),
-                      num_epochs=config.num_epochs)
+                      num_epochs=epochs)
         reset_log = True
       if epoch_end and val_images is not None:
         ev = jax.device_get(evaluate(train_state.variables(state), val_images))

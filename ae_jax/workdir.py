@@ -16,7 +16,7 @@ from ae_jax import checkpoint, errors, report
 
 # Keys (top-level sections or full dotted names) that may change between runs on one
 # workdir: extending or re-plotting a run, or how the same gradients are computed.
-RESUMABLE_KEYS = ("num_epochs", "log_every_steps", "steps_per_call", "overwrite",
+RESUMABLE_KEYS = ("num_epochs", "min_steps", "log_every_steps", "steps_per_call", "overwrite",
                   "eval_batch_size", "reconstruction_indices", "checkpoint", "init_from",
                   "arch.loop_safe_conv")
 
@@ -24,7 +24,8 @@ RESUMABLE_KEYS = ("num_epochs", "log_every_steps", "steps_per_call", "overwrite"
 # Keys added to the configs after runs were made, with the value that gives the behaviour
 # of runs made before them: a workdir whose config.json lacks one is read with this value,
 # so existing runs stay resumable.
-ADDED_KEYS = {"pose_augment.max_degrees": 0.0, "pose_augment.max_shift": 0.0}
+ADDED_KEYS = {"pose_augment.max_degrees": 0.0, "pose_augment.max_shift": 0.0,
+              "rotation_recon": "rotated"}
 
 
 def _flatten(tree, prefix=""):

@@ -19,6 +19,7 @@ def get_config():
   c.seed = 0
   c.batch_size = 256
   c.num_epochs = 50
+  c.min_steps = 0  # train at least this many steps: more epochs on small datasets
   c.learning_rate = 1e-3
   c.optimizer = "adam"  # "adam": L2 added to the gradient (PyTorch Adam); "adamw": decoupled
   c.weight_decay = 0.0
@@ -27,6 +28,9 @@ def get_config():
   # Objective terms; each is off at its default.
   c.noise_std = 0.0  # denoising: Gaussian input noise, clean targets
   c.rotation_weight = 0.0  # β · CE of the rotation classifier (rotation model)
+  # What the AE reconstructs while the rotation task is on: "rotated" (report 002: the turned
+  # images) or "upright" (the clean images; the head reads a second pass over turned copies).
+  c.rotation_recon = "rotated"
   c.kl_weight = 1.0  # VAE only
   # Pose-invariant inputs: random rotation (±degrees) and shift (±pixels), clean targets.
   c.pose_augment = ml_collections.ConfigDict(dict(max_degrees=0.0, max_shift=0.0))

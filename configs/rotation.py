@@ -1,16 +1,16 @@
-"""Main job: report 002's residual autoencoder with the rotation task, sized for a 2-core CPU.
+"""Main job: report 002's residual autoencoder with the rotation task, built for clustering.
 
-Pixels in [-1, 1] with a tanh output; each training image is turned by a random multiple of
-90° and the loss is MSE + 10 · CE of the linear rotation classifier on the 64-D latent.
-Residual blocks (GroupNorm) at 14×14×16 and 7×7×32, pixel-shuffle decoder: 270,296
-parameters on 28×28×1 (ae_jax/models/resnet.py). On an idle 2-core CPU the train step
-runs at ≈ 4,200 examples/s and the 20 epochs (700 steps of 128) take 34 s wall in all,
-compile and per-epoch evaluation included (held-out MSE 0.0529, rotation accuracy 0.996).
-
-For clustering, `--config.arch.rotation_head=features` (the classifier reads the maps that
-feed the latent) keeps the latent far more useful on MNIST; see ae_jax/models/resnet.py.
+Pixels in [-1, 1] with a tanh output. The AE reconstructs the clean, upright image from an
+input turned by up to ±8° and shifted by up to ±1.5 px (pose augmentation); a second encoder
+pass over copies turned by random multiples of 90° feeds a linear rotation classifier on the
+flattened feature maps (not the latent), and the loss is MSE + 10 · CE of that classifier.
+So the encoder learns orientation-aware features while the latent, used for clustering, only
+ever sees upright images. Residual blocks (GroupNorm) at 14×14×16 and 7×7×32, pixel-shuffle
+decoder, 64-D latent (ae_jax/models/resnet.py). Training runs at least 2,000 steps (more
+epochs on small datasets). Report 002's own recipe is configs/rotation_report002.py.
 
     python -m ae_jax.main --config=configs/rotation.py --workdir=runs/rotation
+    python -m ae_jax.cluster --config=configs/cluster.py --workdir=runs/rotation
 """
 from configs import default
 
@@ -20,19 +20,22 @@ def get_config():
   c.model = "rotation"
   c.pixel_range = "-1,1"
   c.rotation_weight = 10.0
+  c.rotation_recon = "upright"  # the latent sees upright images only
+  c.pose_augment.max_degrees = 8.0
+  c.pose_augment.max_shift = 1.5
   c.arch.widths = (16, 32)
   c.arch.blocks = (1, 1)
   c.arch.latent_dim = 64
   c.arch.norm = "group"
   c.arch.groups = 8
-  c.arch.rotation_head = "latent"  # report 002: a linear classifier on the latent
-  # XLA's own conv backward pass, one step per call: XLA:CPU runs those convs 20–40× slower
-  # inside a loop, and outside one they beat the loop-safe convs in a 32-step loop by 1.5×
-  # (experiments/README.md). A step of 128 takes ≈ 30 ms here, so dispatching each is free.
+  c.arch.rotation_head = "features"  # a head on the latent would make it encode orientation
+  # XLA's own conv backward pass, one step per call: XLA:CPU runs those convs far slower
+  # inside a loop (experiments/README.md#training-speed).
   c.arch.loop_safe_conv = False
   c.steps_per_call = 1
   c.batch_size = 128
   c.num_epochs = 20
+  c.min_steps = 2000
   c.learning_rate = 2e-3
   return c
 

@@ -21,7 +21,7 @@ def tfds_data_dir(tmp_path_factory):
 
 def tiny(name="mlp", **overrides):
   """A config shrunk to run in a second or two on mnist_5k."""
-  base = dict(num_epochs=1, batch_size=64, steps_per_call=8, log_every_steps=20)
+  base = dict(num_epochs=1, min_steps=0, batch_size=64, steps_per_call=8, log_every_steps=20)
   return configs.load(name, **{**base, **overrides})
 
 

@@ -162,6 +162,11 @@ class ResNetAutoencoder(nn.Module):
     y = _activation(self.output_activation)(self.decoder(z_BD, train=train))
     return crop_to(y, self.image_shape[:2])
 
+  def rotation_logits(self, x_BHWC, *, train: bool = False):
+    """The rotation head alone (encoder, no decoder): B×4 logits."""
+    h, z = self._encode(x_BHWC, train)
+    return self.rotation(h if self.rotation_head == "features" else z)
+
   def __call__(self, x_BHWC, *, train: bool = False):
     h, z = self._encode(x_BHWC, train)
     logits = self.rotation(h if self.rotation_head == "features" else z)
