@@ -209,8 +209,11 @@ def _run(config, workdir, stop):
   progress = report.Progress(total, config.batch_size, step)
   pending, t_start = [], time.perf_counter()
   reset_log = bool(meta.get("reset_log"))  # a log line was read just before the save
+  # The flag is read once per call, so the save below and the loop's exit see the same value
+  # (a signal between two reads would end the loop without its checkpoint).
+  stopping = stop.signal is not None
   try:
-    while step < total and not stop.signal:
+    while step < total and not stopping:
       k = min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch, total - step)
       first = not traces
       if first:
@@ -243,13 +246,14 @@ def _run(config, workdir, stop):
         print(f"  eval after epoch {step // steps_per_epoch}: " +
               ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)
       epoch = step // steps_per_epoch
-      if (epoch_end and (epoch % config.checkpoint.every_epochs == 0 or step == total)) or stop.signal:
+      stopping = stop.signal is not None
+      if (epoch_end and (epoch % config.checkpoint.every_epochs == 0 or step == total)) or stopping:
         _save(mngr, state, pending, {"epoch": epoch, "batch_in_epoch": step % steps_per_epoch,
                                      "steps_per_epoch": steps_per_epoch, "reset_log": reset_log})
         pending = []
   finally:
     writer.close()
-  if stop.signal and step < total:
+  if stopping and step < total:
     stop.honoured = True
     done = "checkpoint saved" if step > start else "nothing new to save"
     print(f"stopped by {stop.signal} at step {step}: {done}; rerun the same command to resume",
