@@ -3,7 +3,8 @@
 The runs use one small config (the report-004 MLP with 64 hidden units, 3 epochs of
 70 steps, and a BatchNorm/Dropout variant), so two uninterrupted reference runs serve
 every comparison. Signals go to a child process once it has printed a given line, or
-are sent from inside a train/eval call, so every stop lands where the test expects.
+are raised from inside a train/eval call or the final plots (`signal.raise_signal`: the handler
+has run when it returns), so every stop lands where the test expects.
 
     python -m pytest -q tests/test_reliability.py
 """
@@ -74,8 +75,20 @@ def run_until(workdir, prefix, sig, *args):
     return proc.returncode, "".join(out), err.read()
 
 
+@pytest.fixture
+def default_handlers():
+  """SIGINT raises KeyboardInterrupt and SIGTERM ends the process, whatever this process
+  inherited (a job started in the background by a non-interactive shell ignores SIGINT) or an
+  earlier test left; the previous handlers come back afterwards."""
+  wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+  old = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+  yield wanted
+  for sig, handler in old.items():
+    signal.signal(sig, handler)
+
+
 def signal_inside(monkeypatch, factory, sig, when=lambda result: True):
-  """The function built by `steps.<factory>` sends `sig` to this process once, after a call
+  """The function built by `steps.<factory>` raises `sig` in this thread once, after a call
   whose result satisfies `when` (the loop then stops at that call boundary)."""
   real, sent = getattr(steps, factory), []
 
@@ -86,7 +99,7 @@ def signal_inside(monkeypatch, factory, sig, when=lambda result: True):
       result = fn(*a)
       if not sent and when(result):
         sent.append(sig)
-        os.kill(os.getpid(), sig)
+        signal.raise_signal(sig)
       return result
     return wrapped
 
@@ -146,7 +159,7 @@ def test_sigterm_in_compile_then_kill_9_in_epoch_2_then_rerun_ends_bit_exact(ref
 
 
 def test_sigint_mid_epoch_then_sigterm_in_eval_resume_bit_exact_with_batchnorm_dropout(
-    bn_ref, tmp_path, monkeypatch, capsys):
+    bn_ref, tmp_path, monkeypatch, capsys, default_handlers):
   workdir, config = str(tmp_path / "run"), tiny(**SMALL, **BN)
   with monkeypatch.context() as m:
     signal_inside(m, "make_train_chunk", signal.SIGINT, when=lambda out: int(out[0].step) > 20)
@@ -161,17 +174,19 @@ def test_sigint_mid_epoch_then_sigterm_in_eval_resume_bit_exact_with_batchnorm_d
   assert_same_run(bn_ref, workdir, step=70)
 
 
-def test_same_config_and_seed_give_identical_metrics_and_state(ref, tmp_path, monkeypatch):
+def test_same_config_and_seed_give_identical_metrics_and_state(
+    ref, tmp_path, monkeypatch, default_handlers):
   workdir, real = str(tmp_path / "again"), train.write_plots
 
   def interrupted_plots(*args):  # a signal once every step is done: re-delivered at the end
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)  # the loop's handler takes it: nothing is raised here
     real(*args)
 
   monkeypatch.setattr(train, "write_plots", interrupted_plots)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(tiny(**SMALL), workdir)
   assert os.path.getsize(os.path.join(workdir, "plots", "reconstructions.png")) > 1000
+  assert signal.getsignal(signal.SIGINT) is default_handlers[signal.SIGINT]  # put back
   assert_same_run(ref, workdir)
 
 
@@ -201,12 +216,16 @@ def test_damaged_newest_checkpoints_are_set_aside_and_redone_bit_exact(ref, tmp_
 # Divergence.
 
 def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(tmp_path, capsys):
+  """Holds wherever the loss first turns non-finite: the step depends on rounding (the ISA,
+  the thread count), so the test reads it from the run and checks the run against it."""
   workdir = str(tmp_path / "run")
-  # AdamW with a weight decay of 3e4 × lr 1e-3 multiplies the weights by -29 per step.
+  # AdamW with a weight decay of 3e4 × lr 1e-3 multiplies the weights by -29 per step: the
+  # loss overflows within a few epochs of 3 steps (200 training images, batch 64).
   config = tiny(optimizer="adamw", weight_decay=3e4, val_fraction=0.96, num_epochs=20,
                 **{"arch.hidden": (64,)})
+  run = lambda: errors.cli_main(train.train_and_evaluate)(config, workdir)
   with pytest.raises(SystemExit) as exit_:
-    errors.cli_main(train.train_and_evaluate)(config, workdir)
+    run()
   err = capsys.readouterr().err
   assert exit_.value.code == errors.NonFiniteLoss.exit_code != 0
   lines = [l for l in err.splitlines() if l.startswith("error:")]
@@ -214,17 +233,22 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
                        r"\(step (\d+)\)", lines[0])
   assert len(lines) == 1 and found, err
   bad, kept = int(found[1]), int(found[2])
-  assert saved_steps(workdir)[-1] == kept < bad
+  spe, total = json.load(open(os.path.join(workdir, "config.json")))["derived"]["steps_per_epoch"], 60
+  assert spe == 3 and spe <= bad < total, bad
+  # The kept checkpoint is the newest epoch end at or before the bad step: its state is the
+  # one before step `bad` ran when `bad` starts an epoch (kept == bad), an earlier one if not.
+  assert kept == bad - bad % spe and saved_steps(workdir)[-1] == kept
   for line in open(os.path.join(workdir, "metrics.jsonl")):
     assert all(np.isfinite(v) for v in json.loads(line).values())
+  for s in saved_steps(workdir):  # every checkpoint holds a finite state
+    state = checkpoint.load_state(workdir, s)[0]
+    assert int(state.step) == s <= kept
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
   # Replaying one step at a time from the kept checkpoint: finite until `bad`, not at `bad`.
   ds, _ = data.split(data.load(config.dataset), config.val_fraction, config.seed)
   model = models.build(config, ds.image_shape)
   tx = train_state.optimizer(config, len(ds) // config.batch_size)
   mesh = steps.make_mesh(config.batch_size)
-  for s in saved_steps(workdir):
-    params = checkpoint.load_state(workdir, s)[0].params
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(params))
   state, _ = checkpoint.load_state(workdir, kept)
   chunk = steps.make_train_chunk(model, tx, config, n_train=len(ds), mesh=mesh)
   state, images = steps.replicate((state, ds.images), mesh)
@@ -232,6 +256,14 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
   for s in range(kept, bad + 1):
     state, perm, first_bad = chunk(state, perm, images, 1, False)
     assert int(first_bad) == (bad if s == bad else -1), s
+  # Rerunning resumes from the kept checkpoint, meets the same step and leaves the checkpoints.
+  before = tree_hash(os.path.join(workdir, checkpoint.SUBDIR))
+  with pytest.raises(SystemExit) as exit_:
+    run()
+  out, err = capsys.readouterr()
+  assert exit_.value.code == errors.NonFiniteLoss.exit_code
+  assert f"resuming from checkpoint at step {kept}" in out and lines[0] in err.splitlines()
+  assert tree_hash(os.path.join(workdir, checkpoint.SUBDIR)) == before
 
 
 # Bad input: one `error:` line naming the problem, exit code 2, the workdir unchanged.
