@@ -31,6 +31,21 @@ def run_cli(module, *args, timeout=300):
                         text=True, timeout=timeout, env={**os.environ, "JAX_PLATFORMS": "cpu"})
 
 
+# The small CLI training run that test_main and test_cluster_cli share (the clustering test
+# works on a copy): 2 epochs of 35 steps.
+MLP_CLI = ["--config=configs/mlp.py", "--config.num_epochs=2", "--config.batch_size=128",
+           "--config.log_every_steps=10"]
+
+
+@pytest.fixture(scope="session")
+def cli_mlp_run(tmp_path_factory):
+  """(workdir, CompletedProcess) of `python -m ae_jax.main` with MLP_CLI, trained once."""
+  workdir = str(tmp_path_factory.mktemp("cli_mlp"))
+  proc = run_cli("ae_jax.main", f"--workdir={workdir}", *MLP_CLI)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc
+
+
 def assert_user_error(proc, *fragments):
   """One `error:` line on stderr naming the problem, exit code 2, no traceback."""
   assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])

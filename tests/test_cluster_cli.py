@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -74,11 +75,9 @@ def test_workdir_without_a_trained_run_is_an_error(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
-def test_trained_autoencoder_with_checkpoint_curve(tmp_path):
-  workdir = str(tmp_path / "run")
-  train = run_cli("ae_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
-                  "--config.num_epochs=2", "--config.batch_size=128")
-  assert train.returncode == 0, train.stderr[-3000:]
+@pytest.mark.slow
+def test_trained_autoencoder_with_checkpoint_curve(cli_mlp_run, tmp_path):
+  workdir = shutil.copytree(cli_mlp_run[0], str(tmp_path / "run"))  # 2 epochs of 35 steps
   proc = run_cli("ae_jax.cluster", f"--workdir={workdir}", *FAST, "--config.max_points=600",
                  "--config.all_checkpoints=True")
   assert proc.returncode == 0, proc.stderr[-3000:]

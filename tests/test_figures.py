@@ -46,6 +46,7 @@ def test_generated_rows_per_class_and_denoise_shapes(run):
   assert (noisy - ds.images[:3]).std() == pytest.approx(0.3, rel=0.1)
 
 
+@pytest.mark.slow
 def test_embed_command_is_deterministic(run, tmp_path):
   workdir = run[0]
   for name in ("a", "b"):
@@ -56,6 +57,7 @@ def test_embed_command_is_deterministic(run, tmp_path):
   np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_generate_command_writes_plots_and_rejects_bad_input(run, tmp_path):
   workdir = run[0]
   proc = run_cli("ae_jax.generate", f"--workdir={workdir}",

@@ -5,18 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import assert_user_error, run_cli, tree_hash
-
-TINY = ["--config=configs/mlp.py", "--config.num_epochs=2", "--config.batch_size=128",
-        "--config.log_every_steps=10"]
+from tests.conftest import MLP_CLI as TINY, assert_user_error, run_cli, tree_hash
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("run"))
-  proc = run_cli("ae_jax.main", f"--workdir={workdir}", *TINY)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return workdir, proc
+def trained(cli_mlp_run):
+  return cli_mlp_run
 
 
 def test_main_writes_every_contract_file(trained):

@@ -141,6 +141,7 @@ def bn_ref(tmp_path_factory):
 
 # Preemption and bit-exact resume.
 
+@pytest.mark.slow
 def test_sigterm_in_compile_then_kill_9_in_epoch_2_then_rerun_ends_bit_exact(ref, tmp_path, capsys):
   workdir = str(tmp_path / "run")
   # SIGTERM while the first call compiles: that call's 8 steps finish, then a mid-epoch save.

@@ -65,6 +65,7 @@ def runs():
   return {n: _run_child(n) for n in (1, 8)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_eight_devices_follow_the_one_device_loss_trajectory(runs, name):
   one, eight = runs[1][name], runs[8][name]
@@ -73,6 +74,7 @@ def test_eight_devices_follow_the_one_device_loss_trajectory(runs, name):
   np.testing.assert_allclose(eight["losses"], one["losses"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MODELS))
 def test_eval_under_sharding_matches_one_device(runs, name):
   one, eight = runs[1][name]["eval"], runs[8][name]["eval"]

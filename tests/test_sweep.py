@@ -31,6 +31,7 @@ def _config_file(tmp_path, sweep_expr='{"arch.latent_dim": [4, 8]}'):
   return str(path)
 
 
+@pytest.mark.slow
 def test_two_point_sweep_runs_each_point_and_writes_the_summary(tmp_path):
   root = tmp_path / "root"
   args = ["--config=" + _config_file(tmp_path), f"--workdir={root}", "--config.seed=3"]
