@@ -27,18 +27,24 @@ def _chunk_setup(config, n=512):
   spe = n // config.batch_size
   tx = train_state.optimizer(config, spe)
   mesh = steps.make_mesh(config.batch_size)
-  state = steps.replicate(train_state.create(config, model, tx, ds.image_shape), mesh)
+  new_state = lambda: steps.replicate(train_state.create(config, model, tx, ds.image_shape), mesh)
   traces = []
   chunk = steps.make_train_chunk(model, tx, config, n_train=n, mesh=mesh, on_trace=traces.append)
-  perm = [steps.epoch_order(config, n, 0, mesh)]
 
-  def run(state, k, fresh_order=False):  # threads the epoch order through calls, as train.py
-    if fresh_order:
-      perm[0] = steps.epoch_order(config, n, int(state.step), mesh)
-    state, perm[0], bad = chunk(state, perm[0], ds.images, k, False)
-    return state, bad
-  run.jaxpr = lambda state: chunk.trace(state, perm[0], ds.images, 1, False).jaxpr.jaxpr
-  return ds, model, state, run, traces
+  def runner():
+    """run(state, k) → (state, first bad step): k steps of one run; `run.fork()` starts
+    another run (its own epoch order) through the same jitted chunk."""
+    perm = [steps.epoch_order(config, n, 0, mesh)]
+
+    def run(state, k, fresh_order=False):  # threads the epoch order through calls, as train.py
+      if fresh_order:
+        perm[0] = steps.epoch_order(config, n, int(state.step), mesh)
+      state, perm[0], bad = chunk(state, perm[0], ds.images, k, False)
+      return state, bad
+    run.jaxpr = lambda state: chunk.trace(state, perm[0], ds.images, 1, False).jaxpr.jaxpr
+    run.fork, run.new_state = runner, new_state
+    return run
+  return ds, model, new_state(), runner(), traces
 
 
 def test_loss_decreases_over_200_steps_and_compiles_once():
@@ -56,13 +62,14 @@ def test_loss_decreases_over_200_steps_and_compiles_once():
 
 def test_chunking_does_not_change_the_result():
   config = tiny(batch_size=32)
-  runs = [_chunk_setup(config, n=256) for _ in range(3)]
-  (_, _, s1, chunk1, _), (_, _, s2, chunk2, _), (_, _, s3, chunk3, _) = runs
+  _, _, s1, chunk1, traces = _chunk_setup(config, n=256)
+  (s2, chunk2), (s3, chunk3) = ((chunk1.new_state(), chunk1.fork()) for _ in range(2))
   s1, _ = chunk1(s1, 12)  # 8 steps per epoch: crosses into epoch 1, redraws the order inside
   for k in (5, 7):
     s2, _ = chunk2(s2, k)
   s3, _ = chunk3(s3, 8)
   s3, _ = chunk3(s3, 4, fresh_order=True)  # epoch 1's order drawn outside the loop
+  assert int(s1.step) == int(s2.step) == int(s3.step) == 12 and len(traces) == 1  # one program
   for other in (s2, s3):
     for a, b in zip(jax.tree_util.tree_leaves(s1.params), jax.tree_util.tree_leaves(other.params)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
