@@ -8,7 +8,8 @@ import pytest
 from ae_jax import data, losses, models
 from tests.conftest import tiny
 
-SMALL = {"arch.widths": (8, 8), "arch.latent_dim": 8, "rotation_weight": 1.0}
+SMALL = {"arch.widths": (8, 8), "arch.latent_dim": 8, "rotation_weight": 1.0,
+         "pose_augment.max_degrees": 0.0, "pose_augment.max_shift": 0.0}  # inputs = images
 
 
 @pytest.fixture(scope="module")

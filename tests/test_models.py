@@ -53,12 +53,13 @@ def expected_params(name, shape):
   if name == "conv":  # report 001
     return (_conv(3, c, 16) + _conv(3, 16, 32) + _conv(5, 32, 64)
             + _conv(5, 64, 32) + _conv(3, 32, 16) + _conv(3, 16, c))
-  if name == "rotation":  # widths (16, 32), one residual block per stage each way, latent 64
+  if name == "rotation":  # widths (16, 32), one residual block per stage each way, latent 64,
+    # rotation head on the flattened bottom feature maps
     block = lambda ch: 2 * _conv(3, ch, ch, bias=False) + 2 * 2 * ch  # + 2 GroupNorms
     bottom = (math.ceil(h / 4) * math.ceil(w / 4)) * 32
     return (_conv(2, c, 16) + block(16) + _conv(2, 16, 32) + block(32) + _dense(bottom, 64)
             + _dense(64, bottom) + block(32) + _conv(3, 32, 64) + block(16) + _conv(3, 16, 4 * c)
-            + _dense(64, 4))
+            + _dense(bottom, 4))
   raise KeyError(name)
 
 
@@ -119,8 +120,8 @@ def test_documented_parameter_counts():
   assert expected_params("vae", (28, 28, 1)) == 829_232
   assert expected_params("conv", (28, 28, 1)) == 112_065
   assert expected_params("conv", (32, 32, 3)) == 112_643
-  assert expected_params("rotation", (28, 28, 1)) == 270_296
-  assert expected_params("rotation", (32, 32, 3)) == 333_504
+  assert expected_params("rotation", (28, 28, 1)) == 276_312
+  assert expected_params("rotation", (32, 32, 3)) == 341_440
 
 
 def _apply_train(model, variables, x, seed):
@@ -163,10 +164,10 @@ def test_vae_sample_and_reparameterisation():
   assert s.shape == (5, 28, 28, 1) and float(s.min()) >= 0.0 and float(s.max()) <= 1.0
 
 
-def test_rotation_head_on_features():
-  _, variables, out = _abstract("rotation", (28, 28, 1), **{"arch.rotation_head": "features"})
+def test_rotation_head_on_the_latent():
+  _, variables, out = _abstract("rotation", (28, 28, 1), **{"arch.rotation_head": "latent"})
   assert out["logits"].shape == (3, 4)
-  extra = _dense(7 * 7 * 32, 4) - _dense(64, 4)
+  extra = _dense(64, 4) - _dense(7 * 7 * 32, 4)
   assert models.count_params(variables["params"]) == expected_params("rotation", (28, 28, 1)) + extra
 
 

@@ -1,12 +1,12 @@
-"""Residual autoencoder with a rotation classifier on the latent (report 002's improved model).
+"""Residual autoencoder with a 4-way rotation classifier (report 002's improved model).
 
 Encoder: per stage i, a downsampling conv 2×2 stride 2 to widths[i] (the first one turns
 2×2 pixel patches into features) and blocks[i] residual blocks; flatten → Dense(latent_dim) = z.
-Rotation head: Dense(4) on z → out['logits'] (which of 0/90/180/270° the input was turned
-by; the training step applies the rotations). On MNIST this linear head on the latent makes
-the rotation directions dominate z (KPCA → t-SNE → KMeans accuracy ≈ 0.3 with β = 10, against
-≈ 0.85 without the rotation task); `rotation_head='features'` reads the flattened maps that
-feed the latent instead, which keeps ≈ 0.81 (15 epochs each, mnist_5k).
+Rotation head: Dense(4) → out['logits'] (which of 0/90/180/270° the input was turned by; the
+training step applies the rotations), on z (`rotation_head='latent'`, report 002) or on the
+flattened maps that feed the latent (`'features'`, the main job: a head on z makes z encode
+orientation, which ruins its clusters; experiments/README.md#the-rotation-task).
+`rotation_logits` runs the encoder and the head alone.
 Decoder (mirror): Dense → reshape to the bottom feature map → per stage, deepest first,
 blocks[i] residual blocks and a pixel-shuffle upsample (conv 3×3 to 4× the next width, then
 depth-to-space); the last one produces the C image channels → output activation (tanh for
@@ -22,7 +22,8 @@ stages 28×28 and 32×32 need no padding.
 
 Speed: XLA:CPU's convolution backward pass is the bottleneck, so the defaults keep every
 conv at 14×14 or 7×7 with 16 or 32 channels. Parameters with the defaults (widths (16, 32),
-blocks (1, 1), latent 64): 270,296 for 28×28×1 and 333,504 for 32×32×3.
+blocks (1, 1), latent 64): 270,296 for 28×28×1 and 333,504 for 32×32×3; with the head on
+the features (the main job) 276,312 and 341,440.
 
     model = ResNetAutoencoder(image_shape=(28, 28, 1), output_activation='tanh')
     variables = model.init(rng, x_BHWC, train=False)
