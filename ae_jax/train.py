@@ -5,7 +5,7 @@
     state = train.train_and_evaluate(mlp.get_config(), '/tmp/mlp')
 
 Validates all input first (nothing is written before that), resumes from the newest
-readable checkpoint, runs jitted multi-step calls, evaluates every epoch, checkpoints,
+readable checkpoint, runs jitted multi-step calls, evaluates at epoch ends, checkpoints,
 and writes metrics and plots. SIGTERM/SIGINT save a checkpoint at the next call
 boundary and return early (a second signal acts as usual; one that comes once every
 step is done is re-delivered after the plots); a non-finite loss raises
@@ -54,6 +54,14 @@ def validate(config):
 def num_epochs(config, steps_per_epoch):
   """`num_epochs`, raised to as many epochs as make `min_steps` steps (small datasets)."""
   return max(config.num_epochs, -(-config.get("min_steps", 0) // steps_per_epoch))
+
+
+def epoch_cadence(config, epochs):
+  """(evaluate every E epochs, checkpoint every C epochs). When min_steps raises the epoch
+  count, both stretch by the same factor, so the run keeps as many evals and checkpoints as
+  `num_epochs` gives (a tiny dataset's 2-step epochs do not each pay an eval and a save)."""
+  stretch = max(1, -(-epochs // max(config.num_epochs, 1)))
+  return stretch, stretch * config.checkpoint.every_epochs
 
 
 def _init_from(state, source):
@@ -164,9 +172,11 @@ def _run(config, workdir, stop):
         flush=True)
 
   epochs = num_epochs(config, steps_per_epoch)
+  eval_every, save_every = epoch_cadence(config, epochs)
   keep_period = None
-  if config.checkpoint.keep_evenly:
-    keep_period = steps_per_epoch * max(1, epochs // config.checkpoint.keep_evenly)
+  if config.checkpoint.keep_evenly:  # a multiple of the save interval, so saves land on it
+    keep_period = steps_per_epoch * save_every * max(
+        1, epochs // save_every // config.checkpoint.keep_evenly)
   mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_period=keep_period, create=False)
   found = None if replaced else checkpoint.restore_newest(mngr, state)
   if found is None and config.init_from:
@@ -228,8 +238,9 @@ def _run(config, workdir, stop):
               flush=True)
         progress.restart_clock(step + k)
       prev, step = step, step + k
-      epoch_end = step % steps_per_epoch == 0
-      if step // config.log_every_steps > prev // config.log_every_steps or epoch_end:
+      epoch, epoch_end = step // steps_per_epoch, step % steps_per_epoch == 0
+      periodic = lambda every: epoch_end and (epoch % every == 0 or step == total)  # noqa: E731
+      if step // config.log_every_steps > prev // config.log_every_steps or periodic(eval_every):
         _check_finite(pending, mngr)
         pending = []
         log_sum, log_count = jax.device_get((state.log_sum, state.log_count))
@@ -240,14 +251,13 @@ def _run(config, workdir, stop):
         progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // steps_per_epoch),
                       num_epochs=epochs)
         reset_log = True
-      if epoch_end and val_images is not None:
+      if periodic(eval_every) and val_images is not None:
         ev = jax.device_get(evaluate(train_state.variables(state), val_images))
         writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
         print(f"  eval after epoch {step // steps_per_epoch}: " +
               ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)
-      epoch = step // steps_per_epoch
       stopping = stop.signal is not None
-      if (epoch_end and (epoch % config.checkpoint.every_epochs == 0 or step == total)) or stopping:
+      if periodic(save_every) or stopping:
         _save(mngr, state, pending, {"epoch": epoch, "batch_in_epoch": step % steps_per_epoch,
                                      "steps_per_epoch": steps_per_epoch, "reset_log": reset_log})
         pending = []

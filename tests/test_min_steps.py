@@ -2,7 +2,7 @@
 import json
 import os
 
-from ae_jax import train
+from ae_jax import checkpoint, report, train
 from tests.conftest import tiny
 
 
@@ -23,5 +23,9 @@ def test_a_run_trains_min_steps_and_records_the_epochs_it_ran(tmp_path, capsys):
   assert "training 3 epochs (51 steps): min_steps=40 raises num_epochs=1" in capsys.readouterr().out
   derived = json.load(open(os.path.join(tmp_path, "config.json")))["derived"]
   assert derived["num_epochs"] == 3 and derived["total_steps"] == 51
+  # Evals and saves stretch with the epochs: one each, as num_epochs=1 would give.
+  assert train.epoch_cadence(config, 3) == (3, 3)
+  assert [m["step"] for m in report.read_metrics(str(tmp_path)) if "eval_loss" in m] == [51]
+  assert checkpoint.steps(checkpoint.manager(str(tmp_path), create=False)) == [51]
   train.train_and_evaluate(config, str(tmp_path))
   assert "already finished at step 51 (3 epochs)" in capsys.readouterr().out
