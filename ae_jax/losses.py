@@ -4,8 +4,9 @@ Models differ only in which terms are active: every model has the reconstruction
 MSE; `noise_std > 0` makes it denoising; `pose_augment.max_degrees`/`max_shift > 0`
 feed randomly rotated/shifted inputs and still score the clean image (the encoder learns to
 ignore small pose changes, which makes embeddings cluster by class); `rotation_weight > 0`
-rotates inputs by a random multiple of 90° and adds β·CE of the rotation head; a VAE adds
-its KL.
+adds β·CE of the rotation head on inputs turned by random multiples of 90° (reconstructed
+turned with `rotation_recon="rotated"`, or upright with a second, encoder-only pass for the
+head with `"upright"`); a VAE adds its KL.
 
     terms, new_vars = losses.per_example(model, variables, x01_BHWC, rng, config, train=True)
     loss = losses.total(terms, config)   # mean over the batch
