@@ -5,8 +5,9 @@ batches by the epoch's seeded permutation and runs `num_steps` optimizer steps i
 `lax.fori_loop` whose trip count is traced (one compiled program for every chunk length), or
 one step without a loop when `steps_per_call` is 1.
 The permutation is threaded through the calls and redrawn inside the loop only when an
-epoch starts (a sort of the whole training set, which at batch 8 would otherwise cost ≈ 17%
-of every 32-step call). The state is donated and nothing is read back per step: the call
+epoch starts (not a sort of the whole training set per call: costly at small batches;
+experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy). The state is donated
+and nothing is read back per step: the call
 returns the first step whose loss was not finite (or -1), and the loss sums sit in the state.
 
 Data parallel: `make_mesh` spans every device (all hosts) with one `data` axis; params and
@@ -88,14 +89,12 @@ def _shard_batch(x, mesh):
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("data")))
 
 
-# XLA:CPU options for the train call (experiments/README.md has the measurements):
+# XLA:CPU options for the train call (measured in
+# experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy):
 # - region analysis lets copy insertion see that a parameter's last read precedes its
-#   in-place update; without it every step copies the kernels the backward pass reads
-#   (1.2 MB for the MLP's decoder): 5–12% faster MLP steps.
+#   in-place update; without it every step copies the kernels the backward pass reads.
 # - 512-bit vectors for the elementwise loops (the optimizer update, activations) where the
-#   CPU has them (LLVM keeps 256 by default; a CPU without AVX-512 ignores the preference):
-#   1.2× faster MLP steps at batch 8 and 256 on an AVX-512 AMD EPYC, conv steps unchanged.
-# Compile time is unchanged by either.
+#   CPU has them (LLVM keeps 256 by default; a CPU without AVX-512 ignores the preference).
 _CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
                 "xla_cpu_prefer_vector_width": 512}
 
@@ -126,8 +125,8 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
 
   With `config.steps_per_call == 1` the call is one step with no loop around it: for models
   whose step is long enough that dispatching it is free, and whose convolutions XLA:CPU
-  runs far slower inside a loop body (the rotation AE with `arch.loop_safe_conv=False`
-  trains 1.5× faster this way than with its loop-safe convs in a 32-step loop).
+  runs far slower inside a loop body (the rotation AE with `arch.loop_safe_conv=False`;
+  experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy).
   """
   steps_per_epoch = n_train // config.batch_size
   permutation = _permutation_fn(config, n_train)

@@ -55,9 +55,8 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8):
   optax divides by both bias corrections (x / c is not x · (1/c) in floating point, so XLA
   keeps the divides); here they are scalar reciprocals multiplied in, which leaves one
   divide and one sqrt per parameter. Agrees with optax to float32 rounding
-  (tests/test_train.py); the MLP's batch-8 step is 1.12× faster on a CPU, where that
-  per-parameter pass is compute-bound (`python -m experiments.bench_train --cases=
-  --ablate=mlp-8`).
+  (tests/test_train.py); it pays where that per-parameter pass is compute-bound, small
+  batches on a CPU (`python -m experiments.bench_train --cases= --ablate=mlp-8`).
   """
   def init_fn(params):
     return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),

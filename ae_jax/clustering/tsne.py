@@ -14,8 +14,8 @@ neighbours and runs two phases: `early_exaggeration_iter` steps at `early_exagge
 (momentum 0.5), then `n_iter` steps at `exaggeration` (momentum 0.8). A final
 exaggeration above 1 makes clusters more compact, which is what KMeans wants.
 The gradient method is Barnes-Hut up to `bh_max_n` points and FFT interpolation above
-(FFT has a fixed cost per step that Barnes-Hut beats below ≈ 1,500 points; at 5,000 points
-on an idle 2-core CPU FFT takes 2.4 s against Barnes-Hut's 11.8 s, with dof = 0.5).
+(FFT has a fixed cost per step that Barnes-Hut beats on small n;
+experiments/README.md#clustering-speed-bench_clusterpy-and-quality-cluster_mnistpy).
 """
 import concurrent.futures
 import os
@@ -118,8 +118,8 @@ def embed(z, perplexity=30.0, early_exaggeration_iter=250, early_exaggeration=12
   if method == "auto":
     method = "bh" if n <= bh_max_n else "fft"
   threads = _threads(n_jobs)
-  # openTSNE's threaded Barnes-Hut spends ≈ 2.4× the CPU of one thread at 5k points (and far
-  # more wall time on a busy machine), so by default it gets one; FFT and kNN get them all.
+  # openTSNE's threaded Barnes-Hut spends more CPU than one thread does (and far more wall
+  # time on a busy machine), so by default it gets one; FFT and kNN get them all.
   grad_threads = 1 if method == "bh" and not (n_jobs and n_jobs > 0) else threads
   seconds = {}
   t = time.perf_counter()

@@ -5,7 +5,7 @@ Encoder: per stage i, a downsampling conv 2×2 stride 2 to widths[i] (the first 
 Rotation head: Dense(4) → out['logits'] (which of 0/90/180/270° the input was turned by; the
 training step applies the rotations), on z (`rotation_head='latent'`, report 002) or on the
 flattened maps that feed the latent (`'features'`, the main job: a head on z makes z encode
-orientation, which ruins its clusters; experiments/README.md#the-rotation-task).
+orientation, which ruins its clusters; experiments/README.md#the-rotation-task-rotation_ablationpy).
 `rotation_logits` runs the encoder and the head alone.
 Decoder (mirror): Dense → reshape to the bottom feature map → per stage, deepest first,
 blocks[i] residual blocks and a pixel-shuffle upsample (conv 3×3 to 4× the next width, then
