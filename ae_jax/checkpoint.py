@@ -12,7 +12,9 @@ not fit the model is an error, and nothing is ever deleted.
     found = checkpoint.restore_newest(mngr, abstract_state)   # Restored(state, meta, step, damaged) or None
     checkpoint.set_aside(mngr, found.damaged)                  # -> WORKDIR/checkpoints_corrupt/<step>
     config, model, variables, step = checkpoint.load_for_inference(workdir)
-    state, step = checkpoint.load_state(workdir)                # the whole TrainState
+
+Two ways in: `restore_newest` for training (resume; the caller sets damaged ones aside)
+and `load_for_inference` for everything that reads a run (encode, cluster, plot).
 """
 import hashlib
 import json
@@ -45,6 +47,7 @@ class Restored(NamedTuple):
 
 
 def manager(workdir, *, keep=3, keep_period=None, create=True):
+  """The CheckpointManager of WORKDIR/checkpoints (synchronous saves)."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, keep_period=keep_period or None, create=create,
       enable_async_checkpointing=False)
@@ -52,6 +55,7 @@ def manager(workdir, *, keep=3, keep_period=None, create=True):
 
 
 def step_dir(mngr, step):
+  """The directory of the checkpoint at `step`."""
   return os.path.join(str(mngr.directory), str(step))
 
 
@@ -199,12 +203,6 @@ def restore_newest(mngr, abstract_state, step=None):
   return None
 
 
-def restore(mngr, abstract_state, step=None):
-  """(state, meta) of the newest readable checkpoint (or `step`), or (None, None) when there is none."""
-  found = restore_newest(mngr, abstract_state, step)
-  return (None, None) if found is None else (found.state, found.meta)
-
-
 def set_aside(mngr, damaged):
   """Moves damaged checkpoints to WORKDIR/checkpoints_corrupt/ (kept, never deleted), freeing their steps."""
   root = os.path.join(os.path.dirname(str(mngr.directory)), CORRUPT_SUBDIR)
@@ -232,30 +230,21 @@ def read_config_dict(workdir):
 
 
 def read_config(workdir):
+  """WORKDIR/config.json as a ConfigDict; UserError when there is no trained run."""
   config = read_config_dict(workdir)
   if config is None:
     raise errors.UserError(f"no trained run in {workdir} (missing {CONFIG})")
   return ml_collections.ConfigDict(config)
 
 
-def _load(workdir, step):
+def load_for_inference(workdir, step=None):
+  """(config, model, variables, step) of a run's newest readable checkpoint (or `step`),
+  read-only: for encode/decode, clustering and figures."""
   from ae_jax import train_state  # pylint: disable=g-import-not-at-top
   config = read_config(workdir)
   mngr = manager(workdir, create=False) if os.path.isdir(os.path.join(workdir, SUBDIR)) else None
   if mngr is None or not steps(mngr):
     raise errors.UserError(f"no checkpoint in {os.path.join(workdir, SUBDIR)}")
   model, abstract = train_state.abstract_state(config)
-  return config, model, restore_newest(mngr, abstract, step)
-
-
-def load_state(workdir, step=None):
-  """(TrainState, step) of a run's newest readable checkpoint (or `step`), read-only."""
-  _, _, found = _load(workdir, step)
-  return found.state, found.step
-
-
-def load_for_inference(workdir, step=None):
-  """(config, model, variables, step) of a finished or running workdir, for encode/decode."""
-  from ae_jax import train_state  # pylint: disable=g-import-not-at-top
-  config, model, found = _load(workdir, step)
+  found = restore_newest(mngr, abstract, step)
   return config, model, train_state.variables(found.state), found.step

@@ -19,14 +19,18 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from ae_jax import cli, data, errors
-from ae_jax.clustering import encoder, pipeline, plot
+from ae_jax import checkpoint, cli, data, errors, inference
+from ae_jax.clustering import pipeline, plot
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Clustering config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir: a trained run, or any directory "
-                               "when --config.embeddings is given. Outputs go to WORKDIR/cluster.")
-flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command's flags (defined when run as a program, so importing `run` defines none)."""
+  config_flags.DEFINE_config_file("config", None, "Clustering config file.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Workdir: a trained run, or any directory when "
+                      "--config.embeddings is given. Outputs go to WORKDIR/cluster.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 OUT_SUBDIR = "cluster"
 
@@ -45,6 +49,41 @@ def _subsample(n, max_points, seed):
   return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
 
 
+def _step(cfg):
+  """The checkpoint step to encode with: None (newest) for a negative `checkpoint_step`."""
+  return None if cfg.checkpoint_step < 0 else int(cfg.checkpoint_step)
+
+
+def _dataset(cfg, config):
+  """The dataset to encode: cfg.dataset, else the one the run in the workdir trained on."""
+  ds = data.load(cfg.dataset or config.dataset, cfg.data_dir or config.data_dir, split=cfg.split)
+  inference.check_image_shape(ds, config)
+  return ds
+
+
+def checkpoint_curve(cfg, workdir):
+  """Per kept checkpoint: train-split reconstruction MSE and val-split clustering scores.
+
+  The validation split is the training run's own (`data.split` with its `val_fraction`
+  and `seed`), so `val_acc` is measured on images the AE never trained on."""
+  config, _, _, _ = checkpoint.load_for_inference(workdir, _step(cfg))
+  train, val = data.split(_dataset(cfg, config), config.val_fraction, config.seed)
+  if len(val) < max(3, cfg.num_clusters):
+    raise errors.UserError(f"the run's validation split has {len(val)} images; all_checkpoints "
+                           f"needs at least {max(3, cfg.num_clusters)} (val_fraction > 0)")
+  rows = []
+  for step in checkpoint.steps(checkpoint.manager(workdir, create=False)):
+    _, model, variables, _ = checkpoint.load_for_inference(workdir, step)
+    row = {"step": int(step),
+           "train_mse": inference.reconstruction_mse(model, variables, train.images, cfg.batch_size)}
+    z = inference.encode(model, variables, val.images, cfg.batch_size)
+    _, m, _ = pipeline.run_pipeline(z, cfg, val.labels)
+    row.update({f"val_{k}": m[k] for k in ("acc", "nmi", "ari") if k in m})
+    row["seconds"] = m["seconds"]["total"]
+    rows.append(row)
+  return rows
+
+
 def load_inputs(cfg, workdir):
   """(x N×D, labels or None, ids, source dict) from --config.embeddings or the AE in workdir."""
   if cfg.embeddings:
@@ -54,14 +93,14 @@ def load_inputs(cfg, workdir):
     ids = _subsample(len(x), cfg.max_points, cfg.seed)
     return x[ids], None if labels is None else labels[ids], ids, {"embeddings": cfg.embeddings}
   labels = data.load_npy(cfg.labels, "labels") if cfg.labels else None
-  config, model, variables, step = encoder.restore(workdir, cfg.checkpoint_step)
-  ds = encoder.dataset(cfg, config)
+  config, model, variables, step = checkpoint.load_for_inference(workdir, _step(cfg))
+  ds = _dataset(cfg, config)
   if labels is not None:
     _, labels = pipeline.validate(np.zeros((len(ds), 1)), labels, cfg.num_clusters)
   ids = _subsample(len(ds), cfg.max_points, cfg.seed)
   ds = ds.take(ids)
   labels = ds.labels if labels is None else labels[ids]
-  x = encoder.encode(model, variables, ds.images, config, cfg.batch_size)
+  x = inference.encode(model, variables, ds.images, cfg.batch_size)
   return x, labels, ids, {"dataset": ds.name, "split": cfg.split, "checkpoint_step": int(step)}
 
 
@@ -116,7 +155,7 @@ def run(cfg, workdir):
       f", acc={metrics['acc']:.3f}, nmi={metrics['nmi']:.3f}" if "acc" in metrics else "")
   writers["embedding.png"] = lambda p: plot.embedding(p, xy, clusters, labels, title, fmt="png")
   if cfg.all_checkpoints:
-    rows = encoder.checkpoint_curve(cfg, workdir)
+    rows = checkpoint_curve(cfg, workdir)
     writers["checkpoint_curve.json"] = _write_json(rows)
     writers["checkpoint_curve.png"] = lambda p: plot.curve(p, rows, fmt="png")
   _replace_all(os.path.join(workdir, OUT_SUBDIR), writers)
@@ -126,14 +165,14 @@ def run(cfg, workdir):
 def main(argv):
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  cfg = _CONFIG.value
-  metrics = run(cfg, _WORKDIR.value)
+  metrics = run(FLAGS.config, FLAGS.workdir)
   scores = "".join(f" {k}={metrics[k]:.4f}" for k in ("acc", "nmi", "ari") if k in metrics)
   print(f"clustered {metrics['n']} points into {metrics['num_clusters']} clusters "
         f"({metrics['methods']['kpca']} kernel PCA, {metrics['methods']['tsne']}) in "
         f"{metrics['seconds']['total']:.1f}s;{scores} -> "
-        f"{os.path.join(_WORKDIR.value, OUT_SUBDIR)}", flush=True)
+        f"{os.path.join(FLAGS.workdir, OUT_SUBDIR)}", flush=True)
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -6,12 +6,13 @@ Spec strings (README): `mnist_5k` (embedded, offline), any TFDS catalog name
     from ae_jax import data
     ds = data.load('mnist_5k')                   # Dataset(images uint8 5000×28×28×1, labels)
     train, val = data.split(ds, val_fraction=0.1, seed=0)
-    idx_B = data.batch_indices(key, step, n=len(train), batch_size=256)   # jit-friendly
+    perm = data.step_permutation(key, step, n=len(train), batch_size=256)   # jit-friendly
+    idx_B = data.epoch_batch(perm, step, batch_size=256)
 
 Datasets that fit in memory are read once into arrays and batched on device by a
 seeded permutation per epoch, so the iterator position is just the global step
-(epoch = step // steps_per_epoch); a per-record pipeline would starve a jitted
-step here by 20–60× (FACTS.md).
+(epoch = step // steps_per_epoch); a per-record host pipeline would starve the jitted
+step (experiments/README.md#data-pipeline).
 """
 import dataclasses
 import os
@@ -156,16 +157,8 @@ def split(ds: Dataset, val_fraction: float, seed: int):
   return ds.take(np.sort(perm[n_val:])), ds.take(np.sort(perm[:n_val]))
 
 
-def to_range(x, pixel_range: str):
-  """[0,1] images → the configured range ("0,1" or "-1,1")."""
-  return x if pixel_range == "0,1" else x * 2.0 - 1.0
-
-
-def from_range(x, pixel_range: str):
-  return x if pixel_range == "0,1" else (x + 1.0) / 2.0
-
-
 def epoch_permutation(key, epoch, n):
+  """The seeded order of the N training examples in `epoch`."""
   return jax.random.permutation(jax.random.fold_in(key, epoch), n)
 
 
@@ -178,12 +171,6 @@ def epoch_batch(perm, step, batch_size):
   """Indices of the batch at global `step` in its epoch's order `perm` (drop remainder)."""
   steps_per_epoch = perm.shape[0] // batch_size
   return jax.lax.dynamic_slice(perm, ((step % steps_per_epoch) * batch_size,), (batch_size,))
-
-
-def batch_indices(key, step, *, n, batch_size):
-  """Indices of the batch at global `step`: epoch-seeded permutation, drop remainder (what
-  the train step takes, which carries the epoch's permutation between steps)."""
-  return epoch_batch(step_permutation(key, step, n=n, batch_size=batch_size), step, batch_size)
 
 
 def padded_batches(x, batch_size):

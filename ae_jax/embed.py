@@ -27,7 +27,7 @@ def main(argv):
   config, model, variables, step = checkpoint.load_for_inference(FLAGS.workdir, FLAGS.step)
   ds = data.load(FLAGS.dataset or config.dataset, config.data_dir)
   inference.check_image_shape(ds, config)
-  z = inference.encode(model, variables, ds.images, config.pixel_range)
+  z = inference.encode(model, variables, ds.images)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   np.save(FLAGS.output, z.astype(np.float32))
   print(f"wrote {z.shape[0]}×{z.shape[1]} embeddings of {ds.name} (checkpoint step {step}) "

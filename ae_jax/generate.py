@@ -8,15 +8,19 @@ from absl import flags
 from ae_jax import checkpoint, cli, data, errors, figures, inference
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a trained autoencoder run.")
-flags.DEFINE_list("plots", ["generated"], "Any of: generated, interpolation, denoise, reconstructions.")
-flags.DEFINE_string("dataset", None, "Dataset spec (default: the run's dataset).")
-flags.DEFINE_list("pair", ["0", "1"], "Two image indices to interpolate between.")
-flags.DEFINE_list("indices", None, "Image indices for denoise/reconstructions (default: the config's).")
-flags.DEFINE_float("noise_std", 0.3, "Noise for the denoising figure, in [0,1] pixel units.")
-flags.DEFINE_integer("steps", 10, "Interpolation steps.")
-flags.DEFINE_integer("seed", 0, "Noise seed.")
-flags.mark_flags_as_required(["workdir"])
+
+
+def define_flags():
+  """The command's flags (defined when run as a program, not on import)."""
+  flags.DEFINE_string("workdir", None, "Workdir of a trained autoencoder run.")
+  flags.DEFINE_list("plots", ["generated"], "Any of: generated, interpolation, denoise, reconstructions.")
+  flags.DEFINE_string("dataset", None, "Dataset spec (default: the run's dataset).")
+  flags.DEFINE_list("pair", ["0", "1"], "Two image indices to interpolate between.")
+  flags.DEFINE_list("indices", None, "Image indices for denoise/reconstructions (default: the config's).")
+  flags.DEFINE_float("noise_std", 0.3, "Noise for the denoising figure, in [0,1] pixel units.")
+  flags.DEFINE_integer("steps", 10, "Interpolation steps.")
+  flags.DEFINE_integer("seed", 0, "Noise seed.")
+  flags.mark_flags_as_required(["workdir"])
 
 KINDS = ("generated", "interpolation", "denoise", "reconstructions")
 
@@ -41,7 +45,7 @@ def main(argv):
   ds = data.load(FLAGS.dataset or config.dataset, config.data_dir)
   inference.check_image_shape(ds, config)
   indices = _ints(FLAGS.indices or config.reconstruction_indices, "indices", len(ds))
-  args = (FLAGS.workdir, model, variables, ds, config.pixel_range)
+  args = (FLAGS.workdir, model, variables, ds)
   for kind in FLAGS.plots:
     if kind == "generated":
       path = figures.save_generated(*args, seed=FLAGS.seed)
@@ -56,4 +60,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -1,31 +1,34 @@
 """Batched, jitted inference with a trained autoencoder: encode, decode, reconstruct.
 
-Inputs and outputs are [0,1] images (the model's pixel range is applied inside);
-fixed-size batches bound memory and keep one compiled program per method.
+Inputs and outputs are [0,1] images; the model's own pixel range (`model.pixel_range`)
+is applied inside. Fixed-size batches bound memory and keep one compiled program per
+method.
 
     config, model, variables, _ = checkpoint.load_for_inference(workdir)
-    z_ND = inference.encode(model, variables, images_NHWC, config.pixel_range)
-    x_NHWC = inference.decode(model, variables, z_ND, config.pixel_range)
+    z_ND = inference.encode(model, variables, images_NHWC)
+    x_NHWC = inference.decode(model, variables, z_ND)
+    mse = inference.reconstruction_mse(model, variables, images_NHWC)
 """
 import functools
 
 import jax
 import numpy as np
 
-from ae_jax import data, errors
+from ae_jax import errors
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
-def _apply(model, variables, arg, pixel_range, method):
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _apply(model, variables, arg, method):
+  pr = model.pixel_range
   if method == "decode":
-    return data.from_range(model.apply(variables, arg, method="decode"), pixel_range)
-  x = data.to_range(arg, pixel_range)
+    return pr.to_unit(model.apply(variables, arg, method="decode"))
+  x = pr.to_model(arg)
   if method == "encode":
     return model.apply(variables, x, method="encode")
-  return data.from_range(model.apply(variables, x, train=False)["recon"], pixel_range)
+  return pr.to_unit(model.apply(variables, x, train=False)["recon"])
 
 
-def apply_batched(model, variables, arr, pixel_range, method, batch_size=512):
+def apply_batched(model, variables, arr, method, batch_size=512):
   """Runs `method` (encode | decode | reconstruct) over N inputs; numpy out."""
   n = len(arr)
   bs = min(batch_size, n)
@@ -35,21 +38,36 @@ def apply_batched(model, variables, arr, pixel_range, method, batch_size=512):
     pad = bs - len(x)
     if pad:
       x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-    out.append(np.asarray(_apply(model, variables, x, pixel_range, method))[:bs - pad])
+    out.append(np.asarray(_apply(model, variables, x, method))[:bs - pad])
   return np.concatenate(out)
 
 
-def encode(model, variables, x01_NHWC, pixel_range, batch_size=512):
-  """N images → N×D float32 latents (VAE: the posterior mean)."""
-  return apply_batched(model, variables, x01_NHWC, pixel_range, "encode", batch_size)
+def encode(model, variables, x01_NHWC, batch_size=512):
+  """N [0,1] images → N×D float32 latents (VAE: the posterior mean)."""
+  z = apply_batched(model, variables, x01_NHWC, "encode", batch_size)
+  return np.asarray(z, np.float32).reshape(len(x01_NHWC), -1)
 
 
-def decode(model, variables, z_ND, pixel_range, batch_size=512):
-  return apply_batched(model, variables, z_ND, pixel_range, "decode", batch_size)
+def decode(model, variables, z_ND, batch_size=512):
+  """N latents → N [0,1] images."""
+  return apply_batched(model, variables, z_ND, "decode", batch_size)
 
 
-def reconstruct(model, variables, x01_NHWC, pixel_range, batch_size=512):
-  return apply_batched(model, variables, x01_NHWC, pixel_range, "reconstruct", batch_size)
+def reconstruct(model, variables, x01_NHWC, batch_size=512):
+  """N [0,1] images → their N [0,1] reconstructions."""
+  return apply_batched(model, variables, x01_NHWC, "reconstruct", batch_size)
+
+
+def reconstruction_mse(model, variables, x01_NHWC, batch_size=1000, chunk=8192):
+  """Mean squared reconstruction error in the model's pixel range (the training MSE's scale)."""
+  pr = model.pixel_range
+  total, count = 0.0, 0
+  for s in range(0, len(x01_NHWC), chunk):
+    x = np.asarray(x01_NHWC[s:s + chunk], np.float32)
+    diff = pr.to_model(reconstruct(model, variables, x, batch_size)) - pr.to_model(x)
+    total += float(np.square(diff, dtype=np.float64).sum())
+    count += diff.size
+  return total / count
 
 
 def check_image_shape(ds, config):

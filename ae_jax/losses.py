@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ae_jax import augment, data
+from ae_jax import augment
 
 
 def rotate_batch(x_BHWC, k_B):
@@ -35,13 +35,14 @@ def _apply(model, variables, x, rng, train, method=None):
 def per_example(model, variables, x01_BHWC, rng, config, *, train):
   """Returns ({term: (B,) array}, mutated collections). Targets are always clean images."""
   k_noise, k_rot, k_model = jax.random.split(rng, 3)
-  x = data.to_range(x01_BHWC, config.pixel_range)
+  pr = model.pixel_range
+  x = pr.to_model(x01_BHWC)
   inputs = x
   aug = config.get("pose_augment")
   if train and aug is not None and (aug.max_degrees > 0 or aug.max_shift > 0):
     moved = augment.random_affine(jax.random.fold_in(rng, 3), x01_BHWC,
                                   max_degrees=aug.max_degrees, max_shift=aug.max_shift)
-    inputs = data.to_range(moved, config.pixel_range)
+    inputs = pr.to_model(moved)
   b = x.shape[0]
   rotating = config.rotation_weight > 0
   # "rotated" (report 002): the AE reconstructs turned images, so its latent sees every

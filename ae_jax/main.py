@@ -11,10 +11,14 @@ from ml_collections import config_flags
 from ae_jax import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
-flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (multi-host TPU/GPU).")
-config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def define_flags():
+  """The command's flags (defined when run as a program, not on import)."""
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (multi-host TPU/GPU).")
+  config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
@@ -29,4 +33,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

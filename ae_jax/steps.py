@@ -2,7 +2,7 @@
 
 The training images live on device (replicated, put there once); each call gathers its
 batches by the epoch's seeded permutation and runs `num_steps` optimizer steps in a
-`lax.fori_loop` whose trip count is traced (one compiled program for every chunk length), or
+`lax.fori_loop` whose trip count is traced (one compiled program for every call length), or
 one step without a loop when `steps_per_call` is 1.
 The permutation is threaded through the calls and redrawn inside the loop only when an
 epoch starts (not a sort of the whole training set per call: costly at small batches;
@@ -21,9 +21,9 @@ accelerators with bf16 units; on a CPU it is slower (see experiments/README.md).
 
     mesh = steps.make_mesh(config.batch_size)
     state, images = steps.replicate((state, images_NHWC), mesh)
-    chunk = steps.make_train_chunk(model, tx, config, n_train=4500, mesh=mesh)
+    train_call = steps.make_train_call(model, tx, config, n_train=4500, mesh=mesh)
     perm = steps.epoch_order(config, 4500, int(state.step), mesh)
-    state, perm, bad_step = chunk(state, perm, images, 8, False)
+    state, perm, bad_step = train_call(state, perm, images, 8, False)
     evaluate = steps.make_eval(model, config, mesh)
     metrics = evaluate(variables, val_images)          # {'eval_loss', 'mse', ...}
 """
@@ -69,6 +69,7 @@ class _HalfPrecision:
 
   def __init__(self, model):
     self.model = model
+    self.pixel_range = model.pixel_range
 
   def apply(self, variables, x, **kwargs):
     to = lambda dtype: lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
@@ -110,16 +111,16 @@ def _permutation_fn(config, n_train):
 
 
 def epoch_order(config, n_train, step, mesh):
-  """The `perm` a chunk's first call takes: the order of the epoch holding `step`, replicated."""
+  """The `perm` the first train call takes: the order of the epoch holding `step`, replicated."""
   return replicate(_permutation_fn(config, n_train)(step), mesh)
 
 
-def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
-  """Returns chunk(state, perm, images, num_steps, reset_log) → (state, perm, first bad step
-  or -1).
+def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
+  """Returns train_call(state, perm, images, num_steps, zero_log_sums) → (state, perm, first
+  bad step or -1): `num_steps` optimizer steps in one jitted call.
 
   The state is donated. `perm` is the training-set order of the epoch holding `state.step`:
-  `epoch_order(...)` for the first call, the returned one after that. `reset_log` zeroes the
+  `epoch_order(...)` for the first call, the returned one after that. `zero_log_sums` zeroes the
   train-loss accumulators first (after a log line was read), so no host-side op touches the
   state between calls.
 
@@ -133,11 +134,11 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
   one_step = _make_step(compute_model(model, config), tx, config, mesh)
 
   @functools.partial(jax.jit, donate_argnums=0, compiler_options=_cpu_options())
-  def chunk(state, perm, images, num_steps, reset_log):
+  def train_call(state, perm, images, num_steps, zero_log_sums):
     if on_trace is not None:
       on_trace(state.step.shape)
-    state = state.replace(log_sum=jnp.where(reset_log, 0.0, state.log_sum),
-                          log_count=jnp.where(reset_log, 0, state.log_count))
+    state = state.replace(log_sum=jnp.where(zero_log_sums, 0.0, state.log_sum),
+                          log_count=jnp.where(zero_log_sums, 0, state.log_count))
 
     def body(_, carry):
       state, perm, bad_step = carry
@@ -149,10 +150,10 @@ def make_train_chunk(model, tx, config, *, n_train, mesh, on_trace=None):
     carry = (state, perm, jnp.full((), -1, jnp.int32))
     if config.steps_per_call == 1:  # one step, no loop around it (num_steps is always 1)
       return body(0, carry)
-    # num_steps is traced: one compiled program serves every chunk length.
+    # num_steps is traced: one compiled program serves every call length.
     return jax.lax.fori_loop(0, num_steps, body, carry)
 
-  return chunk
+  return train_call
 
 
 def _make_step(model, tx, config, mesh):

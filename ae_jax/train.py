@@ -12,20 +12,28 @@ step is done is re-delivered after the plots); a non-finite loss raises
 `errors.NonFiniteLoss` and keeps the last good checkpoint. Data order and step rngs
 derive from the step, so a run interrupted and resumed ends bit-identical to an
 uninterrupted one.
+
+The pieces, in order: `set_up` (validate, build, restore-or-init; reads only),
+`take_workdir` (overwrite, set damaged checkpoints aside, write config.json), `train_loop`
+(the jitted multi-step calls of `steps.make_train_call` and, on the `Schedule`, the
+periodic `log_line`, `eval_line` and `NanGuard.save` checkpoints, and the `StopSignal`),
+then `write_plots`.
 """
 import os
 import signal
 import threading
 import time
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from ae_jax import checkpoint, data, errors, figures, models, report, steps, train_state, visualize
-from ae_jax import workdir as workdirs
+from ae_jax import checkpoint, data, errors, figures, models, pixels, report, run_config, steps
+from ae_jax import train_state
 
 
 def validate(config):
+  """Raises `UserError` for a config value no run can take (before anything is written)."""
   c = config
   integers = {  # name: (value, least allowed)
       "batch_size": (c.batch_size, 1), "steps_per_call": (c.steps_per_call, 1),
@@ -38,8 +46,7 @@ def validate(config):
       raise errors.UserError(f"config.{k} must be an integer >= {lo}, got {v!r}")
   if not c.learning_rate > 0:
     raise errors.UserError(f"config.learning_rate must be > 0, got {c.learning_rate}")
-  if c.pixel_range not in models.OUTPUT_ACTIVATION:
-    raise errors.UserError(f"config.pixel_range must be one of {sorted(models.OUTPUT_ACTIVATION)}")
+  pixels.parse(c.pixel_range)
   if c.optimizer not in ("adam", "adamw"):
     raise errors.UserError(f"config.optimizer must be 'adam' or 'adamw', got {c.optimizer!r}")
   if c.get("rotation_recon", "rotated") not in ("rotated", "upright"):
@@ -64,7 +71,7 @@ def epoch_cadence(config, epochs):
   return stretch, stretch * config.checkpoint.every_epochs
 
 
-def _init_from(state, source):
+def init_from(state, source):
   """Replaces params (and batch stats) by those of another run's newest checkpoint."""
   _, _, variables, step = checkpoint.load_for_inference(source)
   src = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
@@ -75,7 +82,7 @@ def _init_from(state, source):
   return state.replace(params=src["params"], batch_stats=src["batch_stats"])
 
 
-class _StopFlag:
+class StopSignal:
   """SIGTERM/SIGINT set a flag the loop polls at call boundaries; a second one acts as usual.
 
   A signal the loop did not act on (it came once every step was done, e.g. during the
@@ -116,42 +123,95 @@ def _all_finite(tree):
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
-def _last_kept(mngr):
-  kept = checkpoint.steps(mngr)
-  return f"kept the last good checkpoint (step {kept[-1]})" if kept else "no checkpoint was saved"
+class NanGuard:
+  """Collects each call's first-bad-step flag without reading it back; `check` reads them
+  (a host sync, at the logging cadence only) and raises `NonFiniteLoss` at the first bad
+  step; `save` checkpoints only a state whose losses and variables are all finite."""
 
+  def __init__(self, mngr):
+    self.mngr, self.unchecked = mngr, []
 
-def _check_finite(pending, mngr):
-  """Host sync at the logging cadence only: raises at the first step whose loss is non-finite."""
-  for bad_step in pending:
-    if int(bad_step) >= 0:
-      raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; {_last_kept(mngr)}")
+  def add(self, bad_step):
+    self.unchecked.append(bad_step)
 
+  def _last_kept(self):
+    kept = checkpoint.steps(self.mngr)
+    return f"kept the last good checkpoint (step {kept[-1]})" if kept else "no checkpoint was saved"
 
-def _save(mngr, state, pending, meta):
-  """Checkpoints only finite states: every loss since the last check and the variables."""
-  _check_finite(pending, mngr)
-  if not _all_finite(train_state.variables(state)):
-    raise errors.NonFiniteLoss(f"non-finite parameters at step {int(state.step)}; {_last_kept(mngr)}")
-  checkpoint.save(mngr, state, meta)
+  def check(self):
+    for bad_step in self.unchecked:
+      if int(bad_step) >= 0:
+        raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; {self._last_kept()}")
+    self.unchecked = []
+
+  def save(self, state, meta):
+    self.check()
+    if not _all_finite(train_state.variables(state)):
+      raise errors.NonFiniteLoss(f"non-finite parameters at step {int(state.step)}; "
+                                 f"{self._last_kept()}")
+    checkpoint.save(self.mngr, state, meta)
 
 
 def write_plots(config, workdir, model, variables, ds):
   """loss_curve.png and reconstructions.png (originals above reconstructions)."""
-  visualize.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
-  figures.save_reconstructions(workdir, model, variables, ds, config.pixel_range,
-                               config.reconstruction_indices)
+  figures.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
+  figures.save_reconstructions(workdir, model, variables, ds, config.reconstruction_indices)
 
 
-def train_and_evaluate(config, workdir):
-  """Trains (or resumes, or extends) the run in `workdir`; returns the last `TrainState`
-  (its step is short of the total when SIGTERM/SIGINT stopped the run)."""
-  with _StopFlag() as stop:
-    return _run(config, workdir, stop)
+class Schedule(NamedTuple):
+  """The run's length and the steps its periodic actions (log, eval, checkpoint) fire at."""
+  steps_per_epoch: int
+  epochs: int
+  total: int  # steps
+  log_every: int  # steps
+  eval_every: int  # epochs
+  save_every: int  # epochs
+
+  @classmethod
+  def of(cls, config, steps_per_epoch):
+    """The schedule of `config` over epochs of `steps_per_epoch` steps (min_steps applied)."""
+    epochs = num_epochs(config, steps_per_epoch)
+    return cls(steps_per_epoch, epochs, epochs * steps_per_epoch, config.log_every_steps,
+               *epoch_cadence(config, epochs))
+
+  def call_length(self, step, steps_per_call):
+    """Steps in the call starting at `step`: calls never cross an epoch end."""
+    return min(steps_per_call, self.steps_per_epoch - step % self.steps_per_epoch,
+               self.total - step)
+
+  def at_epochs(self, step, every):
+    """Whether `step` ends an epoch that is a multiple of `every`, or the run."""
+    epoch_end = step % self.steps_per_epoch == 0
+    return epoch_end and (step // self.steps_per_epoch % every == 0 or step == self.total)
+
+  def log_due(self, prev, step):
+    return step // self.log_every > prev // self.log_every or self.at_epochs(step, self.eval_every)
+
+  def keep_period(self, keep_evenly):
+    """orbax keep_period keeping about `keep_evenly` checkpoints, on the save interval."""
+    if not keep_evenly:
+      return None
+    return self.steps_per_epoch * self.save_every * max(
+        1, self.epochs // self.save_every // keep_evenly)
 
 
-def _run(config, workdir, stop):
-  # Everything that can refuse the input runs before anything is written.
+class Run(NamedTuple):
+  """Everything `set_up` builds before the workdir is touched."""
+  model: Any
+  tx: Any
+  state: Any  # restored, initialised from init_from, or fresh
+  full: data.Dataset
+  train_ds: data.Dataset
+  val_ds: data.Dataset
+  schedule: Schedule
+  mngr: Any
+  mesh: Any
+  restored: Optional[checkpoint.Restored]
+  overwrite_diff: Optional[str]  # the differences of another config's run to wipe
+
+
+def set_up(config, workdir):
+  """Validates the input and builds the run, restoring its newest checkpoint; reads only."""
   validate(config)
   full = data.load(config.dataset, config.data_dir)
   train_ds, val_ds = data.split(full, config.val_fraction, config.seed)
@@ -161,114 +221,141 @@ def _run(config, workdir, stop):
   if steps_per_epoch < 1:
     raise errors.UserError(f"batch_size {config.batch_size} exceeds the {len(train_ds)} training images")
   mesh = steps.make_mesh(config.batch_size)
-  replaced = workdirs.check(config, workdir)  # differences from a run to overwrite, or None
+  overwrite_diff = run_config.check(config, workdir)
 
   model = models.build(config, full.image_shape)
   tx = train_state.optimizer(config, steps_per_epoch)
   state = train_state.create(config, model, tx, full.image_shape)
-  n_params = models.count_params(state.params)
-  print(f"model {config.model}: {n_params:,} parameters ({models.size_mb(state.params):.2f} MB); "
-        f"{len(train_ds)} train / {len(val_ds)} val images {full.image_shape} from {full.name}",
-        flush=True)
+  print(f"model {config.model}: {models.count_params(state.params):,} parameters "
+        f"({models.size_mb(state.params):.2f} MB); {len(train_ds)} train / {len(val_ds)} val "
+        f"images {full.image_shape} from {full.name}", flush=True)
+  schedule = Schedule.of(config, steps_per_epoch)
+  mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep,
+                            keep_period=schedule.keep_period(config.checkpoint.keep_evenly),
+                            create=False)
+  restored = None if overwrite_diff else checkpoint.restore_newest(mngr, state)
+  if restored is None and config.init_from:
+    state = init_from(state, config.init_from)
+  return Run(model, tx, state, full, train_ds, val_ds, schedule, mngr, mesh, restored,
+             overwrite_diff)
 
-  epochs = num_epochs(config, steps_per_epoch)
-  eval_every, save_every = epoch_cadence(config, epochs)
-  keep_period = None
-  if config.checkpoint.keep_evenly:  # a multiple of the save interval, so saves land on it
-    keep_period = steps_per_epoch * save_every * max(
-        1, epochs // save_every // config.checkpoint.keep_evenly)
-  mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep, keep_period=keep_period, create=False)
-  found = None if replaced else checkpoint.restore_newest(mngr, state)
-  if found is None and config.init_from:
-    state = _init_from(state, config.init_from)
 
-  # The input is accepted: from here on the workdir is written.
-  if replaced:
-    print(f"overwriting the run in {workdir} (config differs in: {replaced})", flush=True)
-    workdirs.wipe(workdir)
-    mngr.reload()
-  meta = {}
-  if found is not None:
-    checkpoint.set_aside(mngr, found.damaged)  # frees their steps for the saves to come
-    state, meta = found.state, found.meta
-    print(f"resuming from checkpoint at step {found.step} (epoch {meta.get('epoch')})", flush=True)
-  workdirs.write_config(workdir, config, dict(
-      image_shape=list(full.image_shape), steps_per_epoch=steps_per_epoch, num_train=len(train_ds),
-      num_val=len(val_ds), num_params=n_params, class_names=full.class_names,
-      num_epochs=epochs, total_steps=epochs * steps_per_epoch))
-
-  total = epochs * steps_per_epoch
-  if epochs > config.num_epochs:
-    print(f"training {epochs} epochs ({total} steps): min_steps={config.min_steps} raises "
+def take_workdir(config, workdir, run):
+  """The input is accepted: wipes another config's run if asked, sets damaged checkpoints
+  aside, writes config.json. Returns (state, checkpoint meta) to start from."""
+  if run.overwrite_diff:
+    print(f"overwriting the run in {workdir} (config differs in: {run.overwrite_diff})", flush=True)
+    run_config.wipe(workdir)
+    run.mngr.reload()
+  state, meta = run.state, {}
+  if run.restored is not None:
+    checkpoint.set_aside(run.mngr, run.restored.damaged)  # frees their steps for the saves to come
+    state, meta = run.restored.state, run.restored.meta
+    print(f"resuming from checkpoint at step {run.restored.step} (epoch {meta.get('epoch')})",
+          flush=True)
+  s = run.schedule
+  run_config.write(workdir, config, dict(
+      image_shape=list(run.full.image_shape), steps_per_epoch=s.steps_per_epoch,
+      num_train=len(run.train_ds), num_val=len(run.val_ds),
+      num_params=models.count_params(state.params), class_names=run.full.class_names,
+      num_epochs=s.epochs, total_steps=s.total))
+  if s.epochs > config.num_epochs:
+    print(f"training {s.epochs} epochs ({s.total} steps): min_steps={config.min_steps} raises "
           f"num_epochs={config.num_epochs}", flush=True)
-  start = step = int(state.step)
-  if step >= total:
-    print(f"run in {workdir} already finished at step {step} ({epochs} epochs); "
-          "nothing to train", flush=True)
-    write_plots(config, workdir, model, train_state.variables(state), full)
+  return state, meta
+
+
+def train_and_evaluate(config, workdir):
+  """Trains (or resumes, or extends) the run in `workdir`; returns the last `TrainState`
+  (its step is short of the total when SIGTERM/SIGINT stopped the run)."""
+  with StopSignal() as stop:
+    run = set_up(config, workdir)
+    state, meta = take_workdir(config, workdir, run)
+    if int(state.step) >= run.schedule.total:
+      print(f"run in {workdir} already finished at step {int(state.step)} "
+            f"({run.schedule.epochs} epochs); nothing to train", flush=True)
+    else:
+      state = train_loop(config, workdir, run, state, meta, stop)
+      if stop.honoured:
+        return state
+    write_plots(config, workdir, run.model, train_state.variables(state), run.full)
     return state
 
-  state, images = steps.replicate((state, train_ds.images), mesh)
-  val_images = steps.replicate(val_ds.images, mesh) if len(val_ds) else None
+
+def train_loop(config, workdir, run, state, meta, stop):
+  """The jitted multi-step calls from `state.step` to the end, with the periodic actions:
+  a log line (and the NaN check), an eval at epoch ends, checkpoints, and the stop signal."""
+  s, mesh = run.schedule, run.mesh
+  start = step = int(state.step)
+  state, images = steps.replicate((state, run.train_ds.images), mesh)
+  val_images = steps.replicate(run.val_ds.images, mesh) if len(run.val_ds) else None
   traces = []
-  chunk = steps.make_train_chunk(model, tx, config, n_train=len(train_ds), mesh=mesh,
-                                 on_trace=traces.append)
-  perm = steps.epoch_order(config, len(train_ds), step, mesh)
-  evaluate = steps.make_eval(model, config, mesh)
+  train_call = steps.make_train_call(run.model, run.tx, config, n_train=len(run.train_ds),
+                                     mesh=mesh, on_trace=traces.append)
+  perm = steps.epoch_order(config, len(run.train_ds), step, mesh)
+  evaluate = steps.make_eval(run.model, config, mesh)
   writer = report.MetricsWriter(workdir, step)
-  progress = report.Progress(total, config.batch_size, step)
-  pending, t_start = [], time.perf_counter()
-  reset_log = bool(meta.get("reset_log"))  # a log line was read just before the save
+  progress = report.Progress(s.total, config.batch_size, step)
+  guard = NanGuard(run.mngr)
+  # The state's loss sums were read for a log line just before the checkpoint was saved.
+  zero_log_sums = bool(meta.get("log_sums_read", meta.get("reset_log")))
+  t_start = time.perf_counter()
   # The flag is read once per call, so the save below and the loop's exit see the same value
   # (a signal between two reads would end the loop without its checkpoint).
   stopping = stop.signal is not None
   try:
-    while step < total and not stopping:
-      k = min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch, total - step)
+    while step < s.total and not stopping:
+      k = s.call_length(step, config.steps_per_call)
       first = not traces
       if first:
-        print(f"compiling the train step (steps {step}..{total})", flush=True)
+        print(f"compiling the train step (steps {step}..{s.total})", flush=True)
       t0 = time.perf_counter()
-      state, perm, bad_step = chunk(state, perm, images, k, reset_log)
-      reset_log = False
-      pending.append(bad_step)
+      state, perm, bad_step = train_call(state, perm, images, k, zero_log_sums)
+      zero_log_sums = False
+      guard.add(bad_step)
       if first:
         jax.block_until_ready(bad_step)
         print(f"compiled + ran the first {k}-step train call in {time.perf_counter() - t0:.2f} s",
               flush=True)
         progress.restart_clock(step + k)
       prev, step = step, step + k
-      epoch, epoch_end = step // steps_per_epoch, step % steps_per_epoch == 0
-      periodic = lambda every: epoch_end and (epoch % every == 0 or step == total)  # noqa: E731
-      if step // config.log_every_steps > prev // config.log_every_steps or periodic(eval_every):
-        _check_finite(pending, mngr)
-        pending = []
-        log_sum, log_count = jax.device_get((state.log_sum, state.log_count))
-        line = {"train_loss": float(log_sum / log_count),
-                "learning_rate": train_state.learning_rate(config, state.opt_state),
-                "epoch": step / steps_per_epoch}
-        writer.write(step, line)
-        progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // steps_per_epoch),
-                      num_epochs=epochs)
-        reset_log = True
-      if periodic(eval_every) and val_images is not None:
-        ev = jax.device_get(evaluate(train_state.variables(state), val_images))
-        writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
-        print(f"  eval after epoch {step // steps_per_epoch}: " +
-              ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)
+      if s.log_due(prev, step):
+        guard.check()
+        log_line(config, state, step, s, writer, progress)
+        zero_log_sums = True
+      if s.at_epochs(step, s.eval_every) and val_images is not None:
+        eval_line(evaluate, state, val_images, step, s, writer)
       stopping = stop.signal is not None
-      if periodic(save_every) or stopping:
-        _save(mngr, state, pending, {"epoch": epoch, "batch_in_epoch": step % steps_per_epoch,
-                                     "steps_per_epoch": steps_per_epoch, "reset_log": reset_log})
-        pending = []
+      if s.at_epochs(step, s.save_every) or stopping:
+        guard.save(state, {"epoch": step // s.steps_per_epoch,
+                           "batch_in_epoch": step % s.steps_per_epoch,
+                           "steps_per_epoch": s.steps_per_epoch, "log_sums_read": zero_log_sums})
   finally:
     writer.close()
-  if stopping and step < total:
+  if stopping and step < s.total:
     stop.honoured = True
     done = "checkpoint saved" if step > start else "nothing new to save"
     print(f"stopped by {stop.signal} at step {step}: {done}; rerun the same command to resume",
           flush=True)
     return state
-  print(f"trained {total} steps in {time.perf_counter() - t_start:.1f} s", flush=True)
-  write_plots(config, workdir, model, train_state.variables(state), full)
+  print(f"trained {s.total} steps in {time.perf_counter() - t_start:.1f} s", flush=True)
   return state
+
+
+def log_line(config, state, step, schedule, writer, progress):
+  """Writes and prints the mean train loss since the last line (one host read)."""
+  log_sum, log_count = jax.device_get((state.log_sum, state.log_count))
+  line = {"train_loss": float(log_sum / log_count),
+          "learning_rate": train_state.learning_rate(config, state.opt_state),
+          "epoch": step / schedule.steps_per_epoch}
+  writer.write(step, line)
+  progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // schedule.steps_per_epoch),
+                num_epochs=schedule.epochs)
+
+
+def eval_line(evaluate, state, val_images, step, schedule, writer):
+  """Evaluates on the validation images; writes and prints the means."""
+  ev = jax.device_get(evaluate(train_state.variables(state), val_images))
+  writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
+  print(f"  eval after epoch {step // schedule.steps_per_epoch}: " +
+        ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)

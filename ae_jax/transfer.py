@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ae_jax import augment, checkpoint, data, errors, models, report, visualize
+from ae_jax import augment, checkpoint, data, errors, figures, models, report
 from ae_jax.models.mlp import MLPStack
 
 MODES = ("scratch", "frozen", "finetune")
@@ -32,6 +32,11 @@ class Classifier(nn.Module):
   head: Sequence[int]
   num_classes: int
   freeze_encoder: bool = False
+
+  @property
+  def pixel_range(self):
+    """The encoder's `PixelRange`: inputs are [0, 1] images mapped into it."""
+    return self.ae.pixel_range
 
   @nn.compact
   def __call__(self, x_BHWC, *, train: bool = False):
@@ -126,7 +131,7 @@ def _fit(model, config, variables, train_x, train_y, val_x, val_y, key):
 
   def loss_fn(params, bs, x, y, rng, train):
     v = {"params": params, **({"batch_stats": bs} if bs else {})}
-    x = data.to_range(x, config.pixel_range)
+    x = model.pixel_range.to_model(x)
     if train:
       logits, new = model.apply(v, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])
     else:
@@ -165,15 +170,16 @@ def _fit(model, config, variables, train_x, train_y, val_x, val_y, key):
   return best_vars, best[3], curves
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def accuracy(model, variables, x01, pixel_range, y):
-  logits = model.apply(variables, data.to_range(x01, pixel_range), train=False)
+@functools.partial(jax.jit, static_argnums=0)
+def accuracy(model, variables, x01, y):
+  """Fraction of [0,1] images x01 classified as their labels y."""
+  logits = model.apply(variables, model.pixel_range.to_model(x01), train=False)
   return (jnp.argmax(logits, -1) == y).mean()
 
 
-def pseudo_labels(model, variables, pool_x, pixel_range, per_class, num_classes):
+def pseudo_labels(model, variables, pool_x, per_class, num_classes):
   """The `per_class` most confident predictions of each class on unlabelled images."""
-  logits = jax.jit(lambda v, x: model.apply(v, data.to_range(x, pixel_range), train=False))(
+  logits = jax.jit(lambda v, x: model.apply(v, model.pixel_range.to_model(x), train=False))(
       variables, pool_x)
   prob = np.asarray(jax.nn.softmax(logits))
   pred, conf = prob.argmax(-1), prob.max(-1)
@@ -232,7 +238,7 @@ def train_and_evaluate(config, workdir):
   step, best = 0, None  # metrics step = epochs so far, over all rounds
   for r in range(config.self_train.rounds + 1):
     if best is not None:  # self-training: add the most confident predictions on unlabelled images
-      px, py = pseudo_labels(model, best, pool, config.pixel_range, config.self_train.per_class * r,
+      px, py = pseudo_labels(model, best, pool, config.self_train.per_class * r,
                              ds.num_classes)
       fit_x, fit_y = jnp.concatenate([tx_, px]), jnp.concatenate([ty_, py])
     # Later rounds have more labels: fewer epochs keep the number of steps per round.
@@ -246,7 +252,7 @@ def train_and_evaluate(config, workdir):
     print(f"  round {r}: {len(fit_y)} training labels, best val acc {float(val_acc[best_epoch]):.3f}",
           flush=True)
   writer.close()
-  test_acc = float(accuracy(model, best, sx, config.pixel_range, sy))
+  test_acc = float(accuracy(model, best, sx, sy))
   result = dict(val_acc=float(val_acc[best_epoch]), test_acc=test_acc, best_epoch=int(best_epoch) + 1,
                 num_params=n_params, size_mb=size, mode=config.mode,
                 self_train_rounds=config.self_train.rounds)
@@ -256,7 +262,7 @@ def train_and_evaluate(config, workdir):
     json.dump(result, f, indent=2)
   state = {"params": best["params"], "batch_stats": best.get("batch_stats", {})}
   checkpoint.save(mngr, state, result, step=step)
-  visualize.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
+  figures.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
   print(f"best epoch {result['best_epoch']}: val acc {result['val_acc']:.3f}, "
         f"test acc {test_acc:.3f}", flush=True)
   return result

@@ -2,7 +2,7 @@
 
 Same model, batch size and data (mnist_5k's training split) on both sides, measured in one
 run with the two sides interleaved (the machine is shared; only ratios taken side by side
-mean anything). ae_jax runs `steps.make_train_chunk` exactly as `train.py` does: images
+mean anything). ae_jax runs `steps.make_train_call` exactly as `train.py` does: images
 resident on device, `steps_per_call` steps per jitted call, donated state, no host sync
 until the end of a timing window. PyTorch runs eager, `Adam(fused=True)`, the same
 gather-by-permutation batching. Also printed: ae_jax's compile time, its achieved GFLOP/s
@@ -100,7 +100,7 @@ class JaxSide:
     self.state, self.images = steps.replicate(
         (train_state.create(config, self.model, self.tx, images.shape[1:]), images), self.mesh)
     self.traces = []
-    self.chunk = steps.make_train_chunk(self.model, self.tx, config, n_train=self.n,
+    self.chunk = steps.make_train_call(self.model, self.tx, config, n_train=self.n,
                                         mesh=self.mesh, on_trace=self.traces.append)
     self.step = 0
     self.perm = steps.epoch_order(config, self.n, 0, self.mesh)
@@ -195,7 +195,7 @@ class TorchSide:
     self.num_params = sum(p.numel() for p in self.net.parameters())
     self.opt = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, fused=True)
     self.images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    self.scale = (1.0, 0.0) if config.pixel_range == "0,1" else (2.0, -1.0)
+    self.scale = (1.0, 0.0) if flax_model.pixel_range.low == 0 else (2.0, -1.0)
     self.step, self.perm = 0, None
     self.run_calls(1)
 

@@ -22,8 +22,8 @@ import numpy as np
 from experiments import common
 
 import configs  # pylint: disable=g-bad-import-order
-from ae_jax import checkpoint, data  # pylint: disable=g-bad-import-order
-from ae_jax.clustering import encoder, pipeline, plot  # pylint: disable=g-bad-import-order
+from ae_jax import checkpoint, data, inference  # pylint: disable=g-bad-import-order
+from ae_jax.clustering import pipeline, plot  # pylint: disable=g-bad-import-order
 
 MODELS = ("mlp", "mlp_bn", "conv", "vae", "rotation", "rotation_report002", "mlp_cluster")
 # The configs' own epochs (the main job's min_steps raises its 20 to 58), except conv (100 in
@@ -35,9 +35,9 @@ STAGES = ("encode", "kpca", "tsne", "kmeans")
 
 def embed(workdir, images):
   """(N×D embedding of images, encoding seconds) with the newest checkpoint in workdir."""
-  config, model, variables, _ = checkpoint.load_for_inference(workdir)
+  _, model, variables, _ = checkpoint.load_for_inference(workdir)
   t = time.perf_counter()
-  z = encoder.encode(model, variables, images, config)
+  z = inference.encode(model, variables, images)
   return z, time.perf_counter() - t
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from experiments import common
 
-from ae_jax import checkpoint, models  # pylint: disable=g-bad-import-order
+from ae_jax import checkpoint, models, train_state  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Report 004's MLP (plateau scheduler on) with BatchNorm and Dropout, 30 epochs of 140 steps.
@@ -87,7 +87,9 @@ def sources():
 
 def fingerprint(workdir):
   """{leaf path: array} of the newest checkpoint's TrainState, plus the metrics file."""
-  state, step = checkpoint.load_state(workdir)
+  _, abstract = train_state.abstract_state(checkpoint.read_config(workdir))
+  found = checkpoint.restore_newest(checkpoint.manager(workdir, create=False), abstract)
+  state, step = found.state, found.step
   leaves = jax.tree_util.tree_flatten_with_path(state)[0]
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return step, {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}, f.read()

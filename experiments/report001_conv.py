@@ -14,7 +14,7 @@ REPORTED_TRAIN_LOSS = 0.03159319325571969
 def main():
   args, workdir, seconds, config, model, variables, ds = common.train_report_model(
       __doc__, "conv", "runs/report001", 100, "e.g. fashion_mnist or cifar10 with a network")
-  figures.save_generated(workdir, model, variables, ds, config.pixel_range)
+  figures.save_generated(workdir, model, variables, ds)
   train_loss, val_mse = common.last(workdir, "train_loss"), common.last(workdir, "eval_mse")
   n_params = models.count_params(variables["params"])
   md = f"""# Report 001: convolutional autoencoder

@@ -20,8 +20,7 @@ import time
 import numpy as np
 
 import configs
-from ae_jax import checkpoint, cluster, data, figures
-from ae_jax.clustering import encoder as cluster_encoder
+from ae_jax import checkpoint, cluster, data, figures, inference
 from experiments import common, rotation_ablation
 
 PER_SOURCE = 2500  # patches per photo
@@ -57,7 +56,7 @@ def recon_mse(workdir):
   """Reconstruction MSE in [-1, 1] pixels over the whole dataset (the report's scale)."""
   config, model, variables, _ = checkpoint.load_for_inference(workdir)
   assert config.pixel_range == "-1,1"
-  return cluster_encoder.reconstruction_mse(model, variables, data.load(config.dataset).images, config)
+  return inference.reconstruction_mse(model, variables, data.load(config.dataset).images)
 
 
 def main():
@@ -75,14 +74,14 @@ def main():
   shutil.copy(os.path.join(baseline, "cluster", "embedding.png"),
               os.path.join(args.out, "embedding_baseline.png"))
   ablation = rotation_ablation.ablate(args.out, spec, 2, args.train_seeds, args.cluster_seeds,
-                                      overrides={"checkpoint.keep_evenly": 10})
+                                      overrides={"checkpoint.keep_evenly": 10},
+                                      which=args.variants)
   main_job = os.path.join(args.out, "variant0", f"seed{args.train_seeds[0]}")  # the main job
   m = cluster_run(main_job, all_checkpoints=True)
   shutil.copy(os.path.join(main_job, "cluster", "embedding.png"),
               os.path.join(args.out, "embedding_improved.png"))
   config, model, variables, _ = checkpoint.load_for_inference(main_job)
-  figures.save_reconstructions(args.out, model, variables, data.load(spec), config.pixel_range,
-                               (1, 2, 3, 6, 7, 9))
+  figures.save_reconstructions(args.out, model, variables, data.load(spec), (1, 2, 3, 6, 7, 9))
   raw = cluster_raw(x, y)
   with open(os.path.join(main_job, "cluster", "checkpoint_curve.json")) as f:
     curve = json.load(f)

@@ -15,9 +15,9 @@ def main():
       __doc__, "mlp", "runs/report004", 50, "e.g. mnist for the full TFDS dataset")
   _, val = data.split(ds, config.val_fraction, config.seed)
   seven, zero = (int(next(i for i, y in enumerate(val.labels) if y == c)) for c in (7, 0))
-  figures.save_reconstructions(workdir, model, variables, val, config.pixel_range, range(8))
-  figures.save_denoise(workdir, model, variables, val, config.pixel_range, range(8), 0.3)
-  figures.save_interpolation(workdir, model, variables, val, config.pixel_range, seven, zero, 10)
+  figures.save_reconstructions(workdir, model, variables, val, range(8))
+  figures.save_denoise(workdir, model, variables, val, range(8), 0.3)
+  figures.save_interpolation(workdir, model, variables, val, seven, zero, 10)
   lines = common.metrics(workdir)
   lrs = [(m["epoch"], m["learning_rate"]) for m in lines if "learning_rate" in m]
   drops = [f"epoch {e:.0f}: {lr:.0e}" for (e, lr), (_, prev) in zip(lrs[1:], lrs) if lr < prev]

@@ -15,8 +15,8 @@ import os
 import statistics
 
 import configs
-from ae_jax import checkpoint, data
-from ae_jax.clustering import encoder, pipeline
+from ae_jax import checkpoint, data, inference
+from ae_jax.clustering import pipeline
 from experiments import common
 
 
@@ -30,8 +30,8 @@ def variants():
 
 def cluster_scores(workdir, ds, num_clusters, cluster_seeds):
   """[{'acc', 'nmi'}] per clustering seed for the newest checkpoint's embedding of ds."""
-  config, model, variables, _ = checkpoint.load_for_inference(workdir)
-  z = encoder.encode(model, variables, ds.images, config)
+  _, model, variables, _ = checkpoint.load_for_inference(workdir)
+  z = inference.encode(model, variables, ds.images)
   out = []
   for seed in cluster_seeds:
     cfg = configs.load("cluster", seed=seed, num_clusters=num_clusters)
@@ -40,11 +40,14 @@ def cluster_scores(workdir, ds, num_clusters, cluster_seeds):
   return out
 
 
-def ablate(out, spec, num_clusters, train_seeds, cluster_seeds, overrides=None):
-  """{variant: [{'seed', 'acc', 'nmi', 'train_seconds', 'per_cluster_seed'}]} per training seed."""
+def ablate(out, spec, num_clusters, train_seeds, cluster_seeds, overrides=None, which=None):
+  """{variant: [{'seed', 'acc', 'nmi', 'train_seconds', 'per_cluster_seed'}]} per training seed,
+  for the variants numbered in `which` (default: all)."""
   ds = data.load(spec)
   results = {}
   for i, (name, (cfg_name, over)) in enumerate(variants().items()):
+    if which is not None and i not in which:
+      continue
     results[name] = []
     for seed in train_seeds:
       workdir = os.path.join(out, f"variant{i}", f"seed{seed}")
@@ -78,7 +81,9 @@ def parse_args(doc, out):
   p.add_argument("--out", default=out)
   p.add_argument("--train_seeds", default="0,1,2")
   p.add_argument("--cluster_seeds", default="0,1,2")
+  p.add_argument("--variants", default="0,1,2", help="which of: 0 main job, 1 β = 0, 2 recipe")
   args = p.parse_args()
+  args.variants = [int(s) for s in args.variants.split(",")]
   args.train_seeds = [int(s) for s in args.train_seeds.split(",")]
   args.cluster_seeds = [int(s) for s in args.cluster_seeds.split(",")]
   return args
@@ -86,7 +91,8 @@ def parse_args(doc, out):
 
 def main():
   args = parse_args(__doc__, "runs/ablation")
-  results = ablate(args.out, "mnist_5k", 10, args.train_seeds, args.cluster_seeds)
+  results = ablate(args.out, "mnist_5k", 10, args.train_seeds, args.cluster_seeds,
+                   which=args.variants)
   md = f"""# The rotation task on mnist_5k
 
 All 5,000 images clustered into 10 with `configs/cluster.py`; each cell is the mean ± std over

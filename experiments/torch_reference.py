@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ae_jax.models import layers as flax_conv
 
 
 def _act(name):
@@ -33,7 +32,7 @@ class MLP(nn.Module):
     dec = [m.latent_dim, *reversed(m.hidden), d]
     self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:]))
     self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec[:-1], dec[1:]))
-    self.latent_relu, self.act, self.shape = m.latent_relu, _act(m.output_activation), m.image_shape
+    self.latent_relu, self.act, self.shape = m.latent_relu, _act(m.pixel_range.activation), m.image_shape
 
   def forward(self, x):
     h = x.flatten(1)
@@ -74,10 +73,10 @@ class ConvAE(nn.Module):
 
   def forward(self, x):
     m = self.m
-    h = _pad(x, m._padded_hw, flax_conv.BACKGROUND[m.output_activation])
+    h = _pad(x, m._padded_hw, m.pixel_range.low)
     h = self.enc[2](F.relu(self.enc[1](F.relu(self.enc[0](h)))))
     y = F.relu(self.dec[1](F.relu(self.dec[0](h))))
-    return {"recon": _crop(_act(m.output_activation)(self.dec[2](y)), m.image_shape[:2])}
+    return {"recon": _crop(_act(m.pixel_range.activation)(self.dec[2](y)), m.image_shape[:2])}
 
 
 def _norm(kind, groups, c):
@@ -122,11 +121,11 @@ class ResNetAE(nn.Module):
 
   def forward(self, x):
     m = self.m
-    h = self.enc(_pad(x, m._padded_hw, flax_conv.BACKGROUND[m.output_activation]))
+    h = self.enc(_pad(x, m._padded_hw, m.pixel_range.low))
     # Flatten in NHWC order as the Linen model does (only matters for weight transfer).
     z = self.latent(h.permute(0, 2, 3, 1).flatten(1))
     y = self.unlatent(z).reshape(x.shape[0], *self.bottom[1:], self.bottom[0]).permute(0, 3, 1, 2)
-    recon = _crop(_act(m.output_activation)(self.dec(y)), m.image_shape[:2])
+    recon = _crop(_act(m.pixel_range.activation)(self.dec(y)), m.image_shape[:2])
     return {"recon": recon, "z": z, "logits": self.rotation(z)}
 
 

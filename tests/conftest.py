@@ -25,6 +25,14 @@ def tiny(name="mlp", **overrides):
   return configs.load(name, **{**base, **overrides})
 
 
+def saved_state(workdir, step=None):
+  """(TrainState, step) stored in a workdir's newest checkpoint (or `step`)."""
+  from ae_jax import checkpoint, train_state  # pylint: disable=g-import-not-at-top
+  _, abstract = train_state.abstract_state(checkpoint.read_config(workdir))
+  found = checkpoint.restore_newest(checkpoint.manager(workdir, create=False), abstract, step)
+  return found.state, found.step
+
+
 def run_cli(module, *args, timeout=300):
   """Runs `python -m MODULE ARGS` from the repo root; returns the CompletedProcess."""
   return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ae_jax import data, errors
+from ae_jax import data, errors, pixels
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +36,15 @@ def test_split_is_seeded_and_disjoint(mnist):
 def test_batches_identical_for_same_seed_and_cover_epoch():
   import jax
   key = jax.random.PRNGKey(3)
-  a = [np.asarray(data.batch_indices(key, s, n=100, batch_size=10)) for s in range(10)]
-  b = [np.asarray(data.batch_indices(key, s, n=100, batch_size=10)) for s in range(10)]
+  batch = lambda key, s: np.asarray(data.epoch_batch(  # noqa: E731
+      data.step_permutation(key, s, n=100, batch_size=10), s, batch_size=10))
+  a = [batch(key, s) for s in range(10)]
+  b = [batch(key, s) for s in range(10)]
   np.testing.assert_array_equal(a, b)
   assert sorted(np.concatenate(a).tolist()) == list(range(100))  # one epoch = a permutation
-  nxt = np.asarray(data.batch_indices(key, 10, n=100, batch_size=10))
+  nxt = batch(key, 10)
   assert not np.array_equal(nxt, a[0])  # the next epoch is reshuffled
-  other = np.asarray(data.batch_indices(jax.random.PRNGKey(4), 0, n=100, batch_size=10))
+  other = batch(jax.random.PRNGKey(4), 0)
   assert not np.array_equal(other, a[0])
 
 
@@ -63,7 +65,7 @@ def test_npy_float_ranges(tmp_path):
   np.save(tmp_path / "x.npy", x)
   ds = data.load(f"npy:{tmp_path / 'x.npy'}")
   np.testing.assert_allclose(ds.images, (x + 1) / 2, atol=1e-6)
-  np.testing.assert_allclose(data.to_range(ds.images, "-1,1"), x, atol=1e-6)
+  np.testing.assert_allclose(pixels.SIGNED.to_model(ds.images), x, atol=1e-6)
 
 
 @pytest.mark.parametrize("array,labels,fragment", [

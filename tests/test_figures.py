@@ -20,7 +20,7 @@ def run(tmp_path_factory):
 def test_batched_encode_matches_one_batch_and_pads(run):
   _, config, model, variables, ds = run
   x = ds.images[:700]
-  z = inference.encode(model, variables, x, config.pixel_range, batch_size=256)
+  z = inference.encode(model, variables, x, batch_size=256)
   assert z.shape == (700, 8) and z.dtype == np.float32
   whole = np.asarray(model.apply(variables, x, method="encode"))
   np.testing.assert_allclose(z, whole, rtol=1e-5, atol=1e-5)
@@ -28,9 +28,9 @@ def test_batched_encode_matches_one_batch_and_pads(run):
 
 def test_interpolation_endpoints_are_the_reconstructions(run):
   _, config, model, variables, ds = run
-  frames = figures.interpolate(model, variables, ds.images[0], ds.images[1], config.pixel_range, 10)
+  frames = figures.interpolate(model, variables, ds.images[0], ds.images[1], 10)
   assert frames.shape == (10, 28, 28, 1)
-  recon = inference.reconstruct(model, variables, ds.images[:2], config.pixel_range)
+  recon = inference.reconstruct(model, variables, ds.images[:2])
   np.testing.assert_allclose(frames[0], recon[0], atol=1e-5)
   np.testing.assert_allclose(frames[-1], recon[1], atol=1e-5)
   assert np.abs(frames[5] - frames[0]).max() > 1e-3  # it moves in between
@@ -38,9 +38,9 @@ def test_interpolation_endpoints_are_the_reconstructions(run):
 
 def test_generated_rows_per_class_and_denoise_shapes(run):
   _, config, model, variables, ds = run
-  rows, names = figures.generate(model, variables, ds, config.pixel_range, jax.random.PRNGKey(0))
+  rows, names = figures.generate(model, variables, ds, jax.random.PRNGKey(0))
   assert names == [str(i) for i in range(10)] and all(r.shape == (5, 28, 28, 1) for r in rows)
-  noisy, clean = figures.denoise(model, variables, ds.images[:3], config.pixel_range, 0.3,
+  noisy, clean = figures.denoise(model, variables, ds.images[:3], 0.3,
                                  jax.random.PRNGKey(0))
   assert noisy.shape == clean.shape == (3, 28, 28, 1)
   assert (noisy - ds.images[:3]).std() == pytest.approx(0.3, rel=0.1)

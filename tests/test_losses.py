@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from ae_jax import data, losses, models
+from ae_jax import data, losses, models, pixels
 from tests.conftest import tiny
 
 SMALL = {"arch.widths": (8, 8), "arch.latent_dim": 8, "rotation_weight": 1.0,
@@ -35,7 +35,7 @@ def test_train_terms_reconstruct_the_named_images_and_score_the_turned_ones(setu
   terms, _ = losses.per_example(model, variables, x01, rng, config, train=True)
   k_B = jax.random.randint(jax.random.split(rng, 3)[1], (len(x01),), 0, 4)
   assert len(set(np.asarray(k_B).tolist())) > 1  # the batch holds several rotations
-  x = data.to_range(x01, config.pixel_range)
+  x = model.pixel_range.to_model(x01)
   turned = losses.rotate_batch(x, k_B)
   recon_in = turned if recon == "rotated" else x
   mse, ce = _expected(model, variables, recon_in, recon_in, turned, k_B)
@@ -51,7 +51,7 @@ def test_eval_terms_are_the_same_for_both_modes(setup):
   rng = jax.random.PRNGKey(0)
   terms = [losses.per_example(model, variables, x01, rng, tiny("rotation", **SMALL, rotation_recon=r),
                               train=False)[0] for r in ("rotated", "upright")]
-  x = data.to_range(x01, "-1,1")
+  x = pixels.SIGNED.to_model(x01)
   k_B = jnp.arange(len(x01)) % 4
   mse, ce = _expected(model, variables, x, x, losses.rotate_batch(x, k_B), k_B)
   for t in terms:

@@ -17,7 +17,7 @@ def _train(config, n=512, calls=12):
                                   mesh)
   evaluate = steps.make_eval(model, config, mesh)
   before = float(evaluate(train_state.variables(state), images)["eval_loss"])
-  chunk = steps.make_train_chunk(model, tx, config, n_train=n, mesh=mesh)
+  chunk = steps.make_train_call(model, tx, config, n_train=n, mesh=mesh)
   perm = steps.epoch_order(config, n, 0, mesh)
   for _ in range(calls):
     state, perm, bad = chunk(state, perm, images, 8, False)

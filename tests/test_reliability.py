@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from ae_jax import checkpoint, data, errors, models, steps, train, train_state
-from tests.conftest import ROOT, assert_user_error, run_cli, tiny, tree_hash
+from tests.conftest import ROOT, assert_user_error, run_cli, saved_state, tiny, tree_hash
 
 SMALL = {"num_epochs": 3, "arch.hidden": (64,)}
 CLI = ["--config=configs/mlp.py", "--config.num_epochs=3", "--config.batch_size=64",
@@ -38,7 +38,7 @@ def saved_steps(workdir):
 
 def state_at(workdir, step):
   """{path: array} of the whole TrainState in the checkpoint at `step`."""
-  state, _ = checkpoint.load_state(workdir, step)
+  state, _ = saved_state(workdir, step)
   return {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(state)[0]}
 
 
@@ -163,7 +163,7 @@ def test_sigint_mid_epoch_then_sigterm_in_eval_resume_bit_exact_with_batchnorm_d
     bn_ref, tmp_path, monkeypatch, capsys, default_handlers):
   workdir, config = str(tmp_path / "run"), tiny(**SMALL, **BN)
   with monkeypatch.context() as m:
-    signal_inside(m, "make_train_chunk", signal.SIGINT, when=lambda out: int(out[0].step) > 20)
+    signal_inside(m, "make_train_call", signal.SIGINT, when=lambda out: int(out[0].step) > 20)
     assert int(train.train_and_evaluate(config, workdir).step) == 24
   assert "stopped by SIGINT at step 24: checkpoint saved" in capsys.readouterr().out
   with monkeypatch.context() as m:
@@ -242,7 +242,7 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
   for line in open(os.path.join(workdir, "metrics.jsonl")):
     assert all(np.isfinite(v) for v in json.loads(line).values())
   for s in saved_steps(workdir):  # every checkpoint holds a finite state
-    state = checkpoint.load_state(workdir, s)[0]
+    state = saved_state(workdir, s)[0]
     assert int(state.step) == s <= kept
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
   # Replaying one step at a time from the kept checkpoint: finite until `bad`, not at `bad`.
@@ -250,8 +250,8 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
   model = models.build(config, ds.image_shape)
   tx = train_state.optimizer(config, len(ds) // config.batch_size)
   mesh = steps.make_mesh(config.batch_size)
-  state, _ = checkpoint.load_state(workdir, kept)
-  chunk = steps.make_train_chunk(model, tx, config, n_train=len(ds), mesh=mesh)
+  state, _ = saved_state(workdir, kept)
+  chunk = steps.make_train_call(model, tx, config, n_train=len(ds), mesh=mesh)
   state, images = steps.replicate((state, ds.images), mesh)
   perm = steps.epoch_order(config, len(ds), kept, mesh)
   for s in range(kept, bad + 1):

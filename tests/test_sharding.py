@@ -30,10 +30,10 @@ for name, overrides in json.loads(sys.argv[1]).items():
   mesh = steps.make_mesh(config.batch_size)
   state = train_state.create(config, model, tx, ds.image_shape)
   state, images = steps.replicate((state, ds.images), mesh)
-  chunk = steps.make_train_chunk(model, tx, config, n_train=len(ds), mesh=mesh)
+  chunk = steps.make_train_call(model, tx, config, n_train=len(ds), mesh=mesh)
   losses, perm = [], steps.epoch_order(config, len(ds), 0, mesh)
   for _ in range(20):
-    state, perm, _ = chunk(state, perm, images, 1, True)  # reset_log: log_sum is this step's loss
+    state, perm, _ = chunk(state, perm, images, 1, True)  # zero_log_sums: log_sum is this step's loss
     losses.append(float(state.log_sum))
   ev = steps.make_eval(model, config, mesh)(train_state.variables(state), images[:300])
   out[name] = {"devices": jax.device_count(), "losses": losses,

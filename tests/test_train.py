@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from ae_jax import data, errors, models, steps, train, train_state, workdir
+from ae_jax import data, errors, models, pixels, run_config, steps, train, train_state
 import configs
 from tests.conftest import tiny
 
@@ -29,7 +29,7 @@ def _chunk_setup(config, n=512):
   mesh = steps.make_mesh(config.batch_size)
   new_state = lambda: steps.replicate(train_state.create(config, model, tx, ds.image_shape), mesh)
   traces = []
-  chunk = steps.make_train_chunk(model, tx, config, n_train=n, mesh=mesh, on_trace=traces.append)
+  chunk = steps.make_train_call(model, tx, config, n_train=n, mesh=mesh, on_trace=traces.append)
 
   def runner():
     """run(state, k) → (state, first bad step): k steps of one run; `run.fork()` starts
@@ -100,8 +100,8 @@ def test_one_step_calls_have_no_loop_and_follow_the_looped_run():
 
 def test_how_gradients_are_computed_is_not_part_of_a_runs_identity():
   old = tiny("rotation").to_dict()
-  assert workdir.differences(old, tiny("rotation", **{"arch.loop_safe_conv": True}).to_dict()) == []
-  assert workdir.differences(old, tiny("rotation", **{"arch.latent_dim": 4}).to_dict()) == [
+  assert run_config.differences(old, tiny("rotation", **{"arch.loop_safe_conv": True}).to_dict()) == []
+  assert run_config.differences(old, tiny("rotation", **{"arch.latent_dim": 4}).to_dict()) == [
       "arch.latent_dim (64 in the workdir, 4 now)"]
 
 
@@ -180,6 +180,9 @@ class _Identity:
   """A stand-in model whose reconstruction is its input: the MSE then measures how far the
   inputs the model saw are from the targets it is scored against."""
 
+  def __init__(self, pixel_range):
+    self.pixel_range = pixels.parse(pixel_range)
+
   def apply(self, variables, x, train, rngs, mutable):
     return {"recon": x}
 
@@ -190,7 +193,7 @@ def test_augmentation_moves_inputs_in_training_only_and_scores_the_clean_image(p
   x = data.load("mnist_5k").images[:16]
   rng = jax.random.PRNGKey(0)
   config = tiny(pixel_range=pixel_range)
-  mse = lambda c, train: losses.per_example(_Identity(), {}, x, rng, c, train=train)[0]["mse"]
+  mse = lambda c, train: losses.per_example(_Identity(c.pixel_range), {}, x, rng, c, train=train)[0]["mse"]
   assert float(mse(config, True).max()) == 0.0  # off by default
   config.pose_augment.max_degrees, config.pose_augment.max_shift = 8.0, 1.5
   moved = mse(config, True)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_jax import errors
+from ae_jax import errors, pixels
 
 _REGISTRY = {
     "mlp": "ae_jax.models.mlp:MLPAutoencoder",
@@ -29,14 +29,13 @@ _REGISTRY = {
     "rotation": "ae_jax.models.resnet:ResNetAutoencoder",
 }
 
-OUTPUT_ACTIVATION = {"0,1": "sigmoid", "-1,1": "tanh"}
-
-
 def names():
+  """The registered model names."""
   return sorted(_REGISTRY)
 
 
 def model_class(name: str):
+  """The Linen class registered as `name`; UserError for an unknown name."""
   if name not in _REGISTRY:
     raise errors.UserError(f"unknown model {name!r}; known: {', '.join(names())}")
   module, cls = _REGISTRY[name].split(":")
@@ -47,7 +46,7 @@ def check_arch(config):
   """`config.model` is registered and every `config.arch` key is a field of it."""
   cls = model_class(config.model)
   fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "image_shape",
-                                                        "output_activation"}
+                                                        "pixel_range"}
   unknown = sorted(set(config.arch.keys()) - fields)
   if unknown:
     raise errors.UserError(f"config.arch.{unknown[0]} is not a field of model {config.model!r}; "
@@ -59,7 +58,7 @@ def build(config, image_shape):
   """Returns the Linen module for `config.model` over images of `image_shape` (H, W, C)."""
   cls = check_arch(config)
   return cls(image_shape=tuple(int(s) for s in image_shape),
-             output_activation=OUTPUT_ACTIVATION[config.pixel_range],
+             pixel_range=pixels.parse(config.pixel_range),
              **{k: tuple(v) if isinstance(v, list) else v for k, v in config.arch.to_dict().items()})
 
 
@@ -70,12 +69,15 @@ def init(model, rng, image_shape):
 
 
 def count_params(params) -> int:
+  """Number of scalars in a params tree."""
   return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 
 def size_mb(params) -> float:
+  """Size of a params tree in MiB."""
   return sum(p.size * p.dtype.itemsize for p in jax.tree_util.tree_leaves(params)) / 2**20
 
 
 def output_activation(name: str):
-  return {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "linear": lambda x: x}[name]
+  """The decoder's output nonlinearity named by `PixelRange.activation`."""
+  return {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}[name]

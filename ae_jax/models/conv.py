@@ -12,7 +12,7 @@ Sizes: this stack maps an n×n image back to n×n exactly when n = 4k − 2 (rep
 
 Parameters: 289·C + 111,776, i.e. 112,065 for C = 1 and 112,643 for C = 3.
 
-    model = ConvAutoencoder(image_shape=(28, 28, 1), output_activation='sigmoid')
+    model = ConvAutoencoder(image_shape=(28, 28, 1), pixel_range=pixels.UNIT)
     variables = model.init(rng, x_BHWC, train=False)   # 112,065 parameters
     out = model.apply(variables, x_BHWC)                 # out['recon']: B×28×28×1, out['z']: B×1024
 """
@@ -20,8 +20,9 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from ae_jax import pixels
 from ae_jax.models import output_activation as _activation
-from ae_jax.models.layers import BACKGROUND, Conv, ConvTranspose, crop_to, pad_to
+from ae_jax.models.layers import Conv, ConvTranspose, crop_to, pad_to
 
 
 def _fit_size(n: int) -> int:
@@ -33,7 +34,7 @@ class ConvAutoencoder(nn.Module):
   """Report 001's 3-conv / 3-transposed-conv autoencoder; channels follow the input."""
 
   image_shape: Sequence[int]
-  output_activation: str = "sigmoid"
+  pixel_range: pixels.PixelRange = pixels.UNIT  # inputs arrive and recons leave in it
   loop_safe_conv: bool = True  # see ae_jax/models/layers.py
 
   @property
@@ -56,7 +57,7 @@ class ConvAutoencoder(nn.Module):
 
   def encode(self, x_BHWC, *, train: bool = False):
     del train  # no BatchNorm or Dropout
-    x = pad_to(x_BHWC, self._padded_hw, BACKGROUND[self.output_activation])
+    x = pad_to(x_BHWC, self._padded_hw, self.pixel_range.low)
     x = nn.relu(self.conv1(x))
     x = nn.relu(self.conv2(x))
     return self.conv3(x).reshape(x.shape[0], -1)
@@ -66,7 +67,7 @@ class ConvAutoencoder(nn.Module):
     y = z_BD.reshape(z_BD.shape[0], *self._latent_hw, 64)
     y = nn.relu(self.tconv1(y))
     y = nn.relu(self.tconv2(y))
-    y = _activation(self.output_activation)(self.tconv3(y))
+    y = _activation(self.pixel_range.activation)(self.tconv3(y))
     return crop_to(y, self.image_shape[:2])
 
   def __call__(self, x_BHWC, *, train: bool = False):

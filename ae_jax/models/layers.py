@@ -31,15 +31,13 @@ from jax import lax
 
 from ae_jax.models import fastconv
 
-DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-BACKGROUND = {"sigmoid": 0.0, "tanh": -1.0, "linear": 0.0}  # pixel value of an empty border
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
   """`lax.conv_general_dilated` (NHWC, HWIO, explicit padding pairs) with a loop-friendly VJP."""
   return lax.conv_general_dilated(x, w, strides, padding, lhs_dilation=lhs_dilation,
-                                  dimension_numbers=DIMENSIONS)
+                                  dimension_numbers=fastconv.DIMENSIONS)
 
 
 def _conv2d_fwd(x, w, strides, padding, lhs_dilation):
@@ -57,7 +55,7 @@ def _conv2d_bwd(strides, padding, lhs_dilation, residuals, dy):
   pads = [(k - 1, m - 1 - (o - 1) * s)
           for k, m, o, s in zip((kh, kw), xd.shape[1:3], dy.shape[1:3], strides)]
   dxd = lax.conv_general_dilated(dy, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), pads,
-                                 lhs_dilation=strides, dimension_numbers=DIMENSIONS)
+                                 lhs_dilation=strides, dimension_numbers=fastconv.DIMENSIONS)
   return pad_vjp(dxd)[0], dw.astype(w.dtype)
 
 
@@ -70,7 +68,7 @@ def _pairs(value, n=2):
 
 def _xla_conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
   return lax.conv_general_dilated(x, w, strides, padding, lhs_dilation=lhs_dilation,
-                                  dimension_numbers=DIMENSIONS)
+                                  dimension_numbers=fastconv.DIMENSIONS)
 
 
 # Expanding convolutions (transposed convs, outputs smaller than the kernel) and strided ones

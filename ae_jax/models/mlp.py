@@ -1,6 +1,6 @@
 """Fully connected autoencoders: report 004's 784-392-8-392-784 and report 003's BN/Dropout MLP.
 
-    model = MLPAutoencoder(image_shape=(28, 28, 1), output_activation='sigmoid',
+    model = MLPAutoencoder(image_shape=(28, 28, 1), pixel_range=pixels.UNIT,
                            hidden=(392,), latent_dim=8)
     variables = model.init(rng, x_BHWC, train=False)   # 622,504 parameters
 """
@@ -9,6 +9,7 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from ae_jax import pixels
 from ae_jax.models import output_activation as _activation
 
 
@@ -39,7 +40,7 @@ class MLPAutoencoder(nn.Module):
   """Flatten → encoder MLP → latent (ReLU'd, as in report 004) → mirrored decoder → image."""
 
   image_shape: Sequence[int]
-  output_activation: str = "sigmoid"
+  pixel_range: pixels.PixelRange = pixels.UNIT  # inputs arrive and recons leave in it
   hidden: Sequence[int] = (392,)
   latent_dim: int = 8
   batch_norm: bool = False
@@ -57,7 +58,7 @@ class MLPAutoencoder(nn.Module):
 
   def decode(self, z_BD, *, train: bool = False):
     y = self.decoder(z_BD, train=train)
-    return _activation(self.output_activation)(y).reshape(z_BD.shape[0], *self.image_shape)
+    return _activation(self.pixel_range.activation)(y).reshape(z_BD.shape[0], *self.image_shape)
 
   def __call__(self, x_BHWC, *, train: bool = False):
     z = self.encode(x_BHWC, train=train)

@@ -25,7 +25,7 @@ conv at 14×14 or 7×7 with 16 or 32 channels. Parameters with the defaults (wid
 blocks (1, 1), latent 64): 270,296 for 28×28×1 and 333,504 for 32×32×3; with the head on
 the features (the main job) 276,312 and 341,440.
 
-    model = ResNetAutoencoder(image_shape=(28, 28, 1), output_activation='tanh')
+    model = ResNetAutoencoder(image_shape=(28, 28, 1), pixel_range=pixels.SIGNED)
     variables = model.init(rng, x_BHWC, train=False)
     out = model.apply(variables, x_BHWC)   # recon B×28×28×1, z B×64, logits B×4
 """
@@ -35,8 +35,9 @@ from typing import Sequence
 
 import flax.linen as nn
 
+from ae_jax import pixels
 from ae_jax.models import output_activation as _activation
-from ae_jax.models.layers import BACKGROUND, Conv, GroupNorm, crop_to, depth_to_space, pad_to
+from ae_jax.models.layers import Conv, GroupNorm, crop_to, depth_to_space, pad_to
 
 NUM_ROTATIONS = 4
 
@@ -125,7 +126,7 @@ class ResNetAutoencoder(nn.Module):
   """Residual conv encoder/decoder, dense latent and a 4-way linear rotation classifier."""
 
   image_shape: Sequence[int]
-  output_activation: str = "tanh"
+  pixel_range: pixels.PixelRange = pixels.SIGNED  # inputs arrive and recons leave in it
   widths: Sequence[int] = (16, 32)
   blocks: Sequence[int] = (1, 1)  # residual blocks per stage (encoder; mirrored in the decoder)
   latent_dim: int = 64
@@ -153,14 +154,14 @@ class ResNetAutoencoder(nn.Module):
     self.rotation = nn.Dense(NUM_ROTATIONS)
 
   def _encode(self, x_BHWC, train):
-    x = pad_to(x_BHWC, self._padded_hw, BACKGROUND[self.output_activation])
+    x = pad_to(x_BHWC, self._padded_hw, self.pixel_range.low)
     return self.encoder(x, train=train)
 
   def encode(self, x_BHWC, *, train: bool = False):
     return self._encode(x_BHWC, train)[1]
 
   def decode(self, z_BD, *, train: bool = False):
-    y = _activation(self.output_activation)(self.decoder(z_BD, train=train))
+    y = _activation(self.pixel_range.activation)(self.decoder(z_BD, train=train))
     return crop_to(y, self.image_shape[:2])
 
   def rotation_logits(self, x_BHWC, *, train: bool = False):

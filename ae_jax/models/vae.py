@@ -7,7 +7,7 @@ activation. The loss adds kl_weight · KL(q(z|x) ‖ N(0, I)) from out['mean'] a
 
 Parameters for 28×28×1, hidden (512,), latent 16: 829,232.
 
-    model = VAE(image_shape=(28, 28, 1), output_activation='sigmoid', hidden=(512,), latent_dim=16)
+    model = VAE(image_shape=(28, 28, 1), pixel_range=pixels.UNIT, hidden=(512,), latent_dim=16)
     variables = model.init({'params': rng, 'latent': rng}, x_BHWC, train=False)
     out = model.apply(variables, x_BHWC, train=True, rngs={'latent': rng})  # recon, z, mean, logvar
     x_NHWC = model.apply(variables, rng, 8, method=VAE.sample)              # 8 prior samples
@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ae_jax import pixels
 from ae_jax.models import output_activation as _activation
 from ae_jax.models.mlp import MLPStack
 
@@ -27,7 +28,7 @@ class VAE(nn.Module):
   """MLP VAE with a diagonal Gaussian posterior and a standard normal prior."""
 
   image_shape: Sequence[int]
-  output_activation: str = "sigmoid"
+  pixel_range: pixels.PixelRange = pixels.UNIT  # inputs arrive and recons leave in it
   hidden: Sequence[int] = (512,)
   latent_dim: int = 16
 
@@ -46,7 +47,7 @@ class VAE(nn.Module):
 
   def decode(self, z_BD, *, train: bool = False):
     y = self.decoder(z_BD, train=train)
-    return _activation(self.output_activation)(y).reshape(z_BD.shape[0], *self.image_shape)
+    return _activation(self.pixel_range.activation)(y).reshape(z_BD.shape[0], *self.image_shape)
 
   def sample(self, rng, n: int):
     """Decodes `n` draws from the prior N(0, I)."""

@@ -1,11 +1,11 @@
-"""A training run's workdir: refuse another config's run, write `config.json` atomically.
+"""A training run's `config.json`: refuse another config's run, write it atomically.
 
 `check` only reads, so input it refuses leaves the workdir byte-for-byte unchanged.
 
-    from ae_jax import workdir
+    from ae_jax import run_config
     from configs import mlp
-    workdir.check(mlp.get_config(), '/tmp/mlp')   # UserError for another config's run
-    workdir.write_config('/tmp/mlp', mlp.get_config(), derived={'steps_per_epoch': 140})
+    run_config.check(mlp.get_config(), '/tmp/mlp')   # UserError for another config's run
+    run_config.write('/tmp/mlp', mlp.get_config(), derived={'steps_per_epoch': 140})
 """
 import json
 import os
@@ -88,7 +88,7 @@ def wipe(path):
       os.remove(os.path.join(path, name))
 
 
-def write_config(path, config, derived):
+def write(path, config, derived):
   """Writes `config.json` (the resolved config plus `derived`) by rename, so a kill never truncates it."""
   os.makedirs(path, exist_ok=True)
   file = os.path.join(path, checkpoint.CONFIG)
