@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ae_jax import augment, checkpoint, data, errors, figures, models, report
+from ae_jax import augment, checkpoint, data, errors, figures, models, report, run_config
 from ae_jax.models.mlp import MLPStack
 
 MODES = ("scratch", "frozen", "finetune")
@@ -87,6 +87,7 @@ def labelled_split(labels, per_split, seed, pool=0, splits=("train", "val", "tes
 
 
 def build(config, image_shape, num_classes):
+  """The `Classifier` of `config`: its AE's encoder and head, over `num_classes`."""
   ae = models.build(config, image_shape)
   return Classifier(ae=ae, head=tuple(config.head), num_classes=num_classes,
                     freeze_encoder=config.mode == "frozen")
@@ -197,6 +198,7 @@ def _trace_config(config, num_epochs):
 
 
 def validate(config):
+  """Raises `UserError` for a transfer config no run can take."""
   if config.mode not in MODES:
     raise errors.UserError(f"config.mode must be one of {MODES}, got {config.mode!r}")
   if config.mode != "scratch" and not config.pretrained_workdir:
@@ -230,7 +232,8 @@ def train_and_evaluate(config, workdir):
   mngr = checkpoint.manager(workdir, keep=1)
   if checkpoint.steps(mngr):
     print(f"run in {workdir} already finished; see metrics.jsonl", flush=True)
-    return json.load(open(os.path.join(workdir, "result.json")))
+    with open(os.path.join(workdir, "result.json")) as f:
+      return json.load(f)
   take = lambda s: (jnp.asarray(ds.images[split[s]]), jnp.asarray(ds.labels[split[s]]))
   (tx_, ty_), (vx, vy), (sx, sy) = take("train"), take("val"), take("test")
   writer = report.MetricsWriter(workdir, resume_step=-1)
@@ -256,10 +259,12 @@ def train_and_evaluate(config, workdir):
   result = dict(val_acc=float(val_acc[best_epoch]), test_acc=test_acc, best_epoch=int(best_epoch) + 1,
                 num_params=n_params, size_mb=size, mode=config.mode,
                 self_train_rounds=config.self_train.rounds)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
-  with open(os.path.join(workdir, "result.json"), "w") as f:
+  run_config.write(workdir, config, dict(
+      image_shape=list(ds.image_shape), num_params=n_params, class_names=ds.class_names,
+      num_train=len(split["train"]), num_val=len(split["val"]), num_test=len(split["test"])))
+  with open(os.path.join(workdir, "result.json.tmp"), "w") as f:
     json.dump(result, f, indent=2)
+  os.replace(os.path.join(workdir, "result.json.tmp"), os.path.join(workdir, "result.json"))
   state = {"params": best["params"], "batch_stats": best.get("batch_stats", {})}
   checkpoint.save(mngr, state, result, step=step)
   figures.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
