@@ -40,6 +40,7 @@ _ITEMS = ("state", "meta")
 
 
 class Restored(NamedTuple):
+  """A checkpoint read back: its state, meta, step, and the newer ones skipped as damaged."""
   state: Any
   meta: dict
   step: int

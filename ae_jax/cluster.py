@@ -163,6 +163,7 @@ def run(cfg, workdir):
 
 
 def main(argv):
+  """Runs the command on the parsed flags."""
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   metrics = run(FLAGS.config, FLAGS.workdir)

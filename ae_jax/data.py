@@ -29,6 +29,7 @@ EMBEDDED = "mnist_5k"
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
+  """A whole dataset in memory: images, optional labels, and where they came from."""
   images: np.ndarray  # N×H×W×C, float32 in [0, 1]
   labels: Optional[np.ndarray]  # N int32, or None
   name: str
@@ -39,15 +40,18 @@ class Dataset:
 
   @property
   def image_shape(self):
+    """(H, W, C)."""
     return tuple(self.images.shape[1:])
 
   @property
   def num_classes(self):
+    """Number of classes (from class_names, else the largest label + 1), or None."""
     if self.class_names:
       return len(self.class_names)
     return None if self.labels is None else int(self.labels.max()) + 1
 
   def take(self, idx):
+    """The examples at `idx`, as a Dataset."""
     return Dataset(self.images[idx], None if self.labels is None else self.labels[idx],
                    self.name, self.class_names)
 
@@ -120,6 +124,7 @@ def to_unit_range(images, name="images"):
 
 
 def check_labels(labels, n, name="labels"):
+  """`labels` as N int32, or UserError when they are not N integers."""
   labels = np.asarray(labels)
   if labels.ndim != 1 or len(labels) != n:
     raise errors.UserError(f"{name} must be a vector of {n} integers; got shape {labels.shape}")

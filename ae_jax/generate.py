@@ -37,6 +37,7 @@ def _ints(values, what, n):
 
 
 def main(argv):
+  """Runs the command on the parsed flags."""
   del argv
   unknown = [p for p in FLAGS.plots if p not in KINDS]
   if unknown:

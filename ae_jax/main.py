@@ -22,6 +22,7 @@ def define_flags():
 
 
 def main(argv):
+  """Runs the command on the parsed flags."""
   del argv
   import jax  # pylint: disable=g-import-not-at-top
   from ae_jax import train, transfer  # pylint: disable=g-import-not-at-top

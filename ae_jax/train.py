@@ -132,6 +132,7 @@ class NanGuard:
     self.mngr, self.unchecked = mngr, []
 
   def add(self, bad_step):
+    """Records one call's first bad step (-1: none), on device."""
     self.unchecked.append(bad_step)
 
   def _last_kept(self):
@@ -139,12 +140,14 @@ class NanGuard:
     return f"kept the last good checkpoint (step {kept[-1]})" if kept else "no checkpoint was saved"
 
   def check(self):
+    """Reads the recorded flags; raises `NonFiniteLoss` at the first bad step."""
     for bad_step in self.unchecked:
       if int(bad_step) >= 0:
         raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; {self._last_kept()}")
     self.unchecked = []
 
   def save(self, state, meta):
+    """Checkpoints `state` once its losses and variables are known to be finite."""
     self.check()
     if not _all_finite(train_state.variables(state)):
       raise errors.NonFiniteLoss(f"non-finite parameters at step {int(state.step)}; "
@@ -185,6 +188,7 @@ class Schedule(NamedTuple):
     return epoch_end and (step // self.steps_per_epoch % every == 0 or step == self.total)
 
   def log_due(self, prev, step):
+    """Whether the call from `prev` to `step` crossed a log interval or ends an eval epoch."""
     return step // self.log_every > prev // self.log_every or self.at_epochs(step, self.eval_every)
 
   def keep_period(self, keep_evenly):

@@ -16,6 +16,7 @@ from ae_jax import models
 
 @flax.struct.dataclass
 class TrainState:
+  """Everything a run resumes from: one pytree, saved whole in each checkpoint."""
   step: jax.Array
   params: Any
   batch_stats: Any
@@ -26,6 +27,7 @@ class TrainState:
 
 
 def variables(state):
+  """The Linen variables dict (params, and batch_stats where the model has them)."""
   v = {"params": state.params}
   if state.batch_stats:
     v["batch_stats"] = state.batch_stats

@@ -56,6 +56,7 @@ class ConvAutoencoder(nn.Module):
                                 loop_safe=safe)
 
   def encode(self, x_BHWC, *, train: bool = False):
+    """Images in `pixel_range` → latents (B, D)."""
     del train  # no BatchNorm or Dropout
     x = pad_to(x_BHWC, self._padded_hw, self.pixel_range.low)
     x = nn.relu(self.conv1(x))
@@ -63,6 +64,7 @@ class ConvAutoencoder(nn.Module):
     return self.conv3(x).reshape(x.shape[0], -1)
 
   def decode(self, z_BD, *, train: bool = False):
+    """Latents (B, D) → images in `pixel_range`."""
     del train
     y = z_BD.reshape(z_BD.shape[0], *self._latent_hw, 64)
     y = nn.relu(self.tconv1(y))

@@ -54,9 +54,11 @@ class MLPAutoencoder(nn.Module):
                             self.batch_norm, self.dropout, final_act=False)
 
   def encode(self, x_BHWC, *, train: bool = False):
+    """Images in `pixel_range` → latents (B, D)."""
     return self.encoder(x_BHWC.reshape(x_BHWC.shape[0], -1), train=train)
 
   def decode(self, z_BD, *, train: bool = False):
+    """Latents (B, D) → images in `pixel_range`."""
     y = self.decoder(z_BD, train=train)
     return _activation(self.pixel_range.activation)(y).reshape(z_BD.shape[0], *self.image_shape)
 

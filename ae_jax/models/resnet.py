@@ -158,9 +158,11 @@ class ResNetAutoencoder(nn.Module):
     return self.encoder(x, train=train)
 
   def encode(self, x_BHWC, *, train: bool = False):
+    """Images in `pixel_range` → latents (B, D)."""
     return self._encode(x_BHWC, train)[1]
 
   def decode(self, z_BD, *, train: bool = False):
+    """Latents (B, D) → images in `pixel_range`."""
     y = _activation(self.pixel_range.activation)(self.decoder(z_BD, train=train))
     return crop_to(y, self.image_shape[:2])
 

@@ -42,10 +42,12 @@ class VAE(nn.Module):
     return jnp.split(h, 2, axis=-1)
 
   def encode(self, x_BHWC, *, train: bool = False):
+    """Images in `pixel_range` → posterior means (B, D)."""
     del train
     return self.posterior(x_BHWC)[0]
 
   def decode(self, z_BD, *, train: bool = False):
+    """Latents (B, D) → images in `pixel_range`."""
     y = self.decoder(z_BD, train=train)
     return _activation(self.pixel_range.activation)(y).reshape(z_BD.shape[0], *self.image_shape)
 
