@@ -21,6 +21,7 @@ flags.mark_flags_as_required(["workdir", "output"])
 
 
 def main(argv):
+  """Encodes the dataset with the run's checkpoint and saves the latents to --output."""
   del argv
   if not FLAGS.output.endswith(".npy"):
     raise errors.UserError(f"--output must end in .npy, got {FLAGS.output}")

@@ -24,6 +24,7 @@ class NonFiniteLoss(UserError):
 
 
 def fail(message: str, code: int = 2):
+  """Prints `error: message` on stderr and exits with `code`."""
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(code)
 

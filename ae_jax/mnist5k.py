@@ -40,7 +40,7 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
 
 
 def data_source(data_dir=None, split="train"):
-  """Builds the dataset the first time (≈ 4 s), then opens it for random access."""
+  """Opens the dataset for random access, building its files first if they are missing."""
   builder = Mnist5k(data_dir=data_dir or None, file_format="array_record")
   if not builder.is_prepared():
     builder.download_and_prepare()

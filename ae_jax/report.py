@@ -14,6 +14,7 @@ METRICS = "metrics.jsonl"
 
 
 def read_metrics(workdir):
+  """The run's metric lines from workdir/metrics.jsonl as dicts ([] if there is none)."""
   path = os.path.join(workdir, METRICS)
   if not os.path.isfile(path):
     return []
@@ -40,6 +41,7 @@ class MetricsWriter:
     self._tb = None
 
   def write(self, step, metrics):
+    """Appends one JSON line {'step', **metrics} and the same values as TensorBoard scalars."""
     line = {"step": int(step), **{k: float(v) if not isinstance(v, int) else v for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(line) + "\n")
@@ -51,6 +53,7 @@ class MetricsWriter:
         self._tb.add_scalar(k, v, step)
 
   def close(self):
+    """Flushes and closes the TensorBoard writer, if one was opened."""
     if self._tb is not None:
       self._tb.close()
 
@@ -69,6 +72,7 @@ class Progress:
     self._s0 = self._s_last = step
 
   def line(self, step, metrics, *, epoch, num_epochs):
+    """Prints one progress line for `step` (nothing if the step has not moved)."""
     now = time.perf_counter()
     if step == self._s_last:
       return

@@ -74,7 +74,7 @@ def _format(value):
 
 
 def point_name(point):
-  """'rotation_weight=10.0', 'arch.latent_dim=8,seed=1': usable as a directory name."""
+  """The point's directory name, e.g. 'rotation_weight=10.0' or 'arch.latent_dim=8,seed=1'."""
   name = ",".join(f"{k}={_format(v)}" for k, v in point.items())
   return name.replace("/", "_").replace(" ", "")
 
@@ -145,6 +145,7 @@ def summarize(workdir, points):
 
 
 def main(argv):
+  """Trains (or prints the commands for) every sweep point, then writes the summary."""
   del argv
   config_path = config_flags.get_config_filename(FLAGS["config"])
   overrides = config_flags.get_override_values(FLAGS["config"])

@@ -9,6 +9,7 @@ import ml_collections
 
 
 def get_config():
+  """The clustering config: kernel PCA to 50-D, t-SNE to 2-D, KMeans into 10 clusters."""
   c = ml_collections.ConfigDict()
   # Input: '' = the dataset the AE in the workdir was trained on (its config.json).
   c.dataset = ""
@@ -33,7 +34,9 @@ def get_config():
   c.kpca.eigen_solver = "auto"  # exact method: auto | dense | randomized
 
   c.tsne = ml_collections.ConfigDict()
-  c.tsne.perplexity = 15.0  # below openTSNE's 30: tighter neighbourhoods, faster (experiments/README.md)
+  # Below openTSNE's 30: tighter neighbourhoods, better clusters and faster on mnist_5k;
+  # experiments/README.md#clustering-speed-bench_clusterpy-and-quality-cluster_mnistpy.
+  c.tsne.perplexity = 15.0
   c.tsne.early_exaggeration_iter = 125
   c.tsne.early_exaggeration = 12.0
   c.tsne.n_iter = 250
@@ -41,9 +44,9 @@ def get_config():
   c.tsne.learning_rate = 0.0  # <= 0: openTSNE's auto, n / exaggeration
   c.tsne.init = "pca"  # pca | random | spectral
   c.tsne.method = "auto"  # auto (bh up to bh_max_n, fft above) | bh | fft
-  c.tsne.bh_max_n = 1500
-  # Degrees of freedom of the t kernel; < 1: heavier tails, more separated clusters
-  # (measured in experiments/README.md).
+  c.tsne.bh_max_n = 1500  # FFT's gradient is faster from about here up (README section above)
+  # Degrees of freedom of the t kernel; < 1: heavier tails, more separated clusters;
+  # experiments/README.md#clustering-speed-bench_clusterpy-and-quality-cluster_mnistpy.
   c.tsne.dof = 0.5
   c.tsne.n_jobs = 0  # threads; 0 = all cores for kNN and FFT, one for Barnes-Hut
 

@@ -8,6 +8,7 @@ from configs import default
 
 
 def get_config():
+  """Report 001's conv AE training config (default.py with the fields below changed)."""
   c = default.get_config()
   c.model = "conv"
   c.batch_size = 61

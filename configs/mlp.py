@@ -7,6 +7,7 @@ from configs import default
 
 
 def get_config():
+  """Report 004's MLP AE training config."""
   c = default.get_config()
   c.model = "mlp"
   c.arch.hidden = (392,)

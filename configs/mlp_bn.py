@@ -9,6 +9,7 @@ from configs import default
 
 
 def get_config():
+  """Report 003's BatchNorm/Dropout MLP AE training config."""
   c = default.get_config()
   c.model = "mlp_bn"
   c.arch.hidden = (500, 100)

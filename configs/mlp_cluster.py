@@ -2,8 +2,9 @@
 bottleneck) and back, trained on randomly rotated (±8°) and shifted (±1.5 px) inputs with
 the clean image as target, so the encoder learns to ignore small pose changes.
 
-On mnist_5k its embeddings cluster (configs/cluster.py) at 0.953 accuracy against 0.84 for
-raw pixels and 0.66 for report 004's 8-D ReLU bottleneck; see experiments/cluster_mnist.py.
+How well its embeddings cluster (configs/cluster.py) against raw pixels and report 004's
+8-D ReLU bottleneck, from experiments/cluster_mnist.py:
+experiments/README.md#clustering-speed-bench_clusterpy-and-quality-cluster_mnistpy.
 
     python -m ae_jax.main --config=configs/mlp_cluster.py --workdir=runs/mlp_cluster
     python -m ae_jax.cluster --config=configs/cluster.py --workdir=runs/mlp_cluster
@@ -12,6 +13,7 @@ from configs import mlp
 
 
 def get_config():
+  """The clustering MLP AE's training config (mlp.py widened, linear 32-D bottleneck)."""
   c = mlp.get_config()
   c.arch.hidden = (500, 500, 2000)
   c.arch.latent_dim = 32

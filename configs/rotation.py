@@ -16,6 +16,7 @@ from configs import default
 
 
 def get_config():
+  """The main job's training config: the residual rotation AE built for clustering."""
   c = default.get_config()
   c.model = "rotation"
   c.pixel_range = "-1,1"

@@ -8,6 +8,7 @@ from configs import rotation
 
 
 def get_config():
+  """Report 002's recipe on the main job's residual AE (rotation.py with these changes)."""
   c = rotation.get_config()
   c.rotation_weight = 10.0
   c.rotation_recon = "rotated"

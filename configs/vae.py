@@ -7,6 +7,7 @@ from configs import default
 
 
 def get_config():
+  """The Gaussian VAE's training config."""
   c = default.get_config()
   c.model = "vae"
   c.arch.hidden = (512,)

@@ -29,6 +29,7 @@ def sq_dists(a, b):
 
 
 def rbf(a, b, gamma):
+  """RBF kernel matrix exp(-gamma · |a_i - b_j|²) between row sets a and b."""
   return np.exp(-gamma * sq_dists(a, b))
 
 

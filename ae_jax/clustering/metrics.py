@@ -40,6 +40,7 @@ def cluster_summary(labels, clusters):
 
 
 def scores(labels, clusters):
+  """{'acc', 'nmi', 'ari'} of the clusters against the true labels."""
   labels, clusters = np.asarray(labels), np.asarray(clusters)
   return {
       "acc": accuracy(labels, clusters),

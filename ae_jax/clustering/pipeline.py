@@ -47,8 +47,11 @@ def validate(x, labels, num_clusters):
 
 
 def kmeans(xy, num_clusters, n_init=10, seed=0):
-  """scikit-learn KMeans on one OpenMP thread: on 2-D points a second thread saves little and
-  its spin-waits cost far more than the work on a busy machine."""
+  """Cluster ids (int64, N) of the rows of xy from scikit-learn's KMeans, on one OpenMP thread.
+
+  One thread: on 2-D points a second saves little and its spin-waits cost far more on a busy
+  machine; experiments/README.md#clustering-speed-bench_clusterpy-and-quality-cluster_mnistpy.
+  """
   from sklearn.cluster import KMeans  # pylint: disable=g-import-not-at-top
   from threadpoolctl import threadpool_limits  # pylint: disable=g-import-not-at-top
   km = KMeans(n_clusters=num_clusters, n_init=n_init, random_state=seed)

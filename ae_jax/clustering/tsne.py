@@ -118,8 +118,9 @@ def embed(z, perplexity=30.0, early_exaggeration_iter=250, early_exaggeration=12
   if method == "auto":
     method = "bh" if n <= bh_max_n else "fft"
   threads = _threads(n_jobs)
-  # openTSNE's threaded Barnes-Hut spends more CPU than one thread does (and far more wall
-  # time on a busy machine), so by default it gets one; FFT and kNN get them all.
+  # By default Barnes-Hut gets one thread (its threads cost more CPU than they save), FFT
+  # and kNN all of them; see
+  # experiments/README.md#clustering-speed-bench_clusterpy-and-quality-cluster_mnistpy.
   grad_threads = 1 if method == "bh" and not (n_jobs and n_jobs > 0) else threads
   seconds = {}
   t = time.perf_counter()

@@ -2,9 +2,10 @@
 and shrinking ones by im2col.
 
 XLA:CPU runs a convolution whose input is smaller than its kernel's reach — a transposed
-conv (4×4 → 8×8 with a 5×5 kernel), or the input gradient of a VALID conv — on a path
-10–30× slower per flop (it swaps the operands), and a strided transposed conv multiplies
-the zeros it interleaves. Here such a convolution is computed from its small side:
+conv (4×4 → 8×8 with a 5×5 kernel), or the input gradient of a VALID conv — on a slow
+path (it swaps the operands), and a strided transposed conv multiplies the zeros it
+interleaves (measurements: experiments/README.md#notes-moved-from-code-comments).
+Here such a convolution is computed from its small side:
 
     Z = x @ W      one matmul, (B·H·W, Cin) × (Cin, KH·KW·Cout), no zeros multiplied
     y = Σ_taps Z[..., tap, :]      each tap added in place at its (strided) offset
@@ -38,8 +39,8 @@ def _scatter_taps(z_BHWKKC, stride_hw, offset_hw, sign, out_hw):
 
   Accumulated in place, one tap at a time, into a buffer viewed as (B, H/s, s, W/s, s, C):
   a strided tap is then a contiguous block at one phase, so each tap is one in-place
-  update of its own size. (A sum of zero-padded taps makes XLA:CPU write every tap out at
-  full output size: 25 separate 61×8×8×32 loops for the conv AE's 5×5 transposed conv.)"""
+  update of its own size (a sum of zero-padded taps would make XLA:CPU write every tap out
+  at full output size; experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy)."""
   b, h, w, kh, kw, c = z_BHWKKC.shape
   starts = [[off + sign * t for t in range(k)] for off, k in zip(offset_hw, (kh, kw))]
   margin = [-(-max(0, -min(st)) // s) * s for st, s in zip(starts, stride_hw)]
@@ -75,11 +76,9 @@ def _gather_taps(y_BOOC, stride_hw, offset_hw, sign, in_hw, kernel_hw):
   return jnp.concatenate(cols, axis=-1).reshape(b, h, w, *kernel_hw, c)
 
 
-# Contractions this short are done as K multiply-adds that XLA fuses into one loop over the
-# output: the matmul call for the conv AE's one-channel layers ((61·225, 9) × (9, 16) and
-# (61·256, 9) × (9, 16)) runs ≈ 5× slower than that loop. The conv AE trains 2–8% faster,
-# the rotation AE (its first 2×2 conv: K = 4) 10–15% (`bench_train --ablate`). At K = 16
-# the loop is slower than the matmul.
+# Contractions with K ≤ FMA_MAX_K run as K multiply-adds that XLA fuses into one loop over
+# the output (the one-channel layers): faster than a matmul call up to here, slower at K = 16;
+# experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy.
 FMA_MAX_K = 9
 
 
@@ -174,6 +173,7 @@ conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 def _out_size(n, k, s, pad):
+  """Output length of a VALID window of k at stride s over n padded by pad = (lo, hi)."""
   return (n + pad[0] + pad[1] - k) // s + 1
 
 
@@ -184,10 +184,12 @@ def route(fallback):
   - a transposed / expanding forward (lhs_dilation > 1, or input smaller than the kernel,
     window stride 1) → `transpose_conv`;
   - a conv whose output is smaller than its kernel (its input gradient would expand), or a
-    strided one → `conv` (im2col matmul; for the conv AE's stride-2 convs XLA:CPU's own
-    is ≈ 4× slower per flop with one input channel, and its lhs-dilated input gradient
-    multiplies zeros; the conv AE trains ≈ 9% faster);
+    strided one → `conv` (im2col matmul: XLA:CPU's own strided conv is slow per flop with
+    one input channel, and its lhs-dilated input gradient multiplies zeros);
   - everything else (stride-1 convs) → `fallback`, unchanged.
+
+  Measurements behind these choices:
+  experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy.
 
       conv2d = fastconv.route(conv2d)     # in a layers module, after defining conv2d
   """

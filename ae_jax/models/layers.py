@@ -1,15 +1,17 @@
 """Convolution layers and helpers shared by the conv models (NHWC images, HWIO kernels).
 
 `Conv` and `ConvTranspose` hold the same parameters as flax's `nn.Conv`/`nn.ConvTranspose`
-('kernel' k×k×C×O, 'bias' O) and compute the same forward pass, but their backward pass is
-written by hand: the input gradient as a forward-form convolution with the flipped,
-transposed kernel, and the kernel gradient as one im2col matmul. XLA:CPU runs the
-convolutions that autodiff emits for the backward pass 20–40× slower when they sit inside a
-loop body (the training step runs in `lax.fori_loop`; jax issue #12868), while forward-form
-convolutions and matmuls keep their speed there. Outside a loop XLA's own backward pass is
-faster: `loop_safe=False` selects it, and configs/rotation.py pairs it with
-`steps_per_call=1` (one step per call, no loop; ≈ 1.5× the loop-safe 32-step loop on
-MNIST). Either way,
+('kernel' k×k×C×O, 'bias' O) and compute the same forward pass. Their backward pass is
+chosen by `loop_safe`:
+
+- `loop_safe=True` (default): a hand-written backward pass that stays fast inside lax loops
+  (the training step runs in `lax.fori_loop`): the input gradient as a forward-form
+  convolution with the flipped, transposed kernel, the kernel gradient as one im2col matmul.
+- `loop_safe=False`: XLA's own backward pass, for steps compiled without a loop around them
+  (configs/rotation.py pairs it with `steps_per_call=1`).
+
+Why two: XLA:CPU's autodiff convs are slow inside loop bodies and fast outside them;
+experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy. Either way the
 convolutions XLA:CPU runs badly even outside loops (transposed convs and other expanding
 ones, strided ones) take `fastconv`'s matmul forms.
 
@@ -31,6 +33,7 @@ from jax import lax
 
 from ae_jax.models import fastconv
 
+DIMENSIONS = fastconv.DIMENSIONS  # (input, kernel, output) layouts: NHWC, HWIO, NHWC
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -63,21 +66,27 @@ conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 def _pairs(value, n=2):
+  """An int as an n-tuple of itself; a sequence as a tuple."""
   return (value,) * n if isinstance(value, int) else tuple(value)
 
 
 def _xla_conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
+  """`lax.conv_general_dilated` (NHWC, HWIO) with XLA's own autodiff backward pass."""
   return lax.conv_general_dilated(x, w, strides, padding, lhs_dilation=lhs_dilation,
                                   dimension_numbers=fastconv.DIMENSIONS)
 
 
-# Expanding convolutions (transposed convs, outputs smaller than the kernel) and strided ones
-# go to fastconv's matmul forms either way; the rest to `conv2d` (loop_safe) or XLA's autodiff.
-_CONV2D = {True: fastconv.route(conv2d), False: fastconv.route(_xla_conv2d)}
+# Both send expanding convolutions (transposed convs, outputs smaller than the kernel) and
+# strided ones to fastconv's matmul forms; they differ in the backward pass of the rest.
+_CONV2D_CUSTOM_VJP = fastconv.route(conv2d)  # hand-written backward pass (loop_safe=True)
+_CONV2D_XLA_VJP = fastconv.route(_xla_conv2d)  # XLA's autodiff backward pass (loop_safe=False)
 
 
 def _convolve(x, kernel, strides, padding, lhs_dilation, loop_safe):
-  return _CONV2D[bool(loop_safe)](x, kernel, strides, padding, lhs_dilation)
+  """The routed convolution, with the hand-written backward pass when `loop_safe`."""
+  if loop_safe:
+    return _CONV2D_CUSTOM_VJP(x, kernel, strides, padding, lhs_dilation)
+  return _CONV2D_XLA_VJP(x, kernel, strides, padding, lhs_dilation)
 
 
 class Conv(nn.Module):
@@ -88,7 +97,8 @@ class Conv(nn.Module):
   strides: Union[int, Sequence[int]] = 1
   padding: Union[str, int, Sequence[Sequence[int]]] = "SAME"
   use_bias: bool = True
-  loop_safe: bool = True  # hand-written backward pass (see the module docstring)
+  # True: hand-written backward pass that stays fast inside lax loops; False: XLA's own.
+  loop_safe: bool = True
 
   @nn.compact
   def __call__(self, x):
@@ -115,6 +125,7 @@ class ConvTranspose(nn.Module):
   stride: int = 1
   padding: int = 0
   output_padding: int = 0
+  # True: hand-written backward pass that stays fast inside lax loops; False: XLA's own.
   loop_safe: bool = True
 
   @nn.compact
