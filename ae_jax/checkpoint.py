@@ -180,6 +180,11 @@ def _read(mngr, step, abstract_state):
   return None, None, why
 
 
+def read_meta(mngr, step):
+  """The JSON `meta` item of the checkpoint at `step`."""
+  return dict(mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"] or {})
+
+
 def restore_newest(mngr, abstract_state, step=None):
   """The newest readable checkpoint (or exactly `step`) as `Restored`, or None when there is none.
 

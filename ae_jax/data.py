@@ -11,8 +11,8 @@ Spec strings (README): `mnist_5k` (embedded, offline), any TFDS catalog name
 
 Datasets that fit in memory are read once into arrays and batched on device by a
 seeded permutation per epoch, so the iterator position is just the global step
-(epoch = step // steps_per_epoch); a per-record host pipeline would starve the jitted
-step (experiments/README.md#data-pipeline).
+(epoch = step // steps_per_epoch): a per-record host pipeline would be slower than the
+jitted step it feeds.
 """
 import dataclasses
 import os

@@ -13,11 +13,15 @@ from ae_jax import checkpoint, cli, data, errors, inference
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a trained run.")
-flags.DEFINE_string("dataset", None, "Dataset spec (default: the run's dataset).")
-flags.DEFINE_string("output", None, "Output .npy file (N×D float32).")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
-flags.mark_flags_as_required(["workdir", "output"])
+
+
+def define_flags():
+  """The command's flags (defined when run as a program, not on import)."""
+  flags.DEFINE_string("workdir", None, "Workdir of a trained run.")
+  flags.DEFINE_string("dataset", None, "Dataset spec (default: the run's dataset).")
+  flags.DEFINE_string("output", None, "Output .npy file (N×D float32).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+  flags.mark_flags_as_required(["workdir", "output"])
 
 
 def main(argv):
@@ -36,4 +40,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -6,10 +6,12 @@ feed randomly rotated/shifted inputs and still score the clean image (the encode
 ignore small pose changes, which makes embeddings cluster by class); `rotation_weight > 0`
 adds β·CE of the rotation head on inputs turned by random multiples of 90° (reconstructed
 turned with `rotation_recon="rotated"`, or upright with a second, encoder-only pass for the
-head with `"upright"`); a VAE adds its KL.
+head with `"upright"`); a VAE adds its KL. A classifier (`config.task="classify"`, the
+encoder of an AE plus a head; ae_jax/transfer.py) has the cross-entropy of its labels.
 
     terms, new_vars = losses.per_example(model, variables, x01_BHWC, rng, config, train=True)
     loss = losses.total(terms, config)   # mean over the batch
+    terms, new_vars = losses.terms(model, variables, (x01_BHWC, y_B), rng, clf_config, train=True)
 """
 import jax
 import jax.numpy as jnp
@@ -72,8 +74,30 @@ def per_example(model, variables, x01_BHWC, rng, config, *, train):
   return terms, new_vars
 
 
+def classify_terms(model, variables, batch, rng, config, *, train):
+  """({'xent', 'acc'}: (B,) arrays, mutated collections) of a classifier on a batch
+  (x01_BHWC, labels_B); `config.augment` rotates/shifts the training inputs at random."""
+  x01_BHWC, y_B = batch
+  if train and config.augment:
+    x01_BHWC = augment.random_affine(jax.random.fold_in(rng, 3), x01_BHWC,
+                                     max_degrees=config.aug_degrees, max_shift=config.aug_shift)
+  logits, new_vars = _apply(model, variables, model.pixel_range.to_model(x01_BHWC), rng, train)
+  logits = logits.astype(jnp.float32)
+  return {"xent": optax.softmax_cross_entropy_with_integer_labels(logits, y_B),
+          "acc": (jnp.argmax(logits, -1) == y_B).astype(jnp.float32)}, new_vars
+
+
+def terms(model, variables, batch, rng, config, *, train):
+  """The task's per-example terms: `classify_terms` on (images, labels) for
+  `config.task == "classify"`, else the autoencoder's `per_example` on images."""
+  fn = classify_terms if config.get("task", "autoencode") == "classify" else per_example
+  return fn(model, variables, batch, rng, config, train=train)
+
+
 def total(terms_mean, config):
   """Scalar loss from batch-mean terms."""
+  if "xent" in terms_mean:
+    return terms_mean["xent"]
   loss = terms_mean["mse"]
   if "kl" in terms_mean:
     loss = loss + config.kl_weight * terms_mean["kl"]

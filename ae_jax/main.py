@@ -25,12 +25,11 @@ def main(argv):
   """Runs the command on the parsed flags."""
   del argv
   import jax  # pylint: disable=g-import-not-at-top
-  from ae_jax import train, transfer  # pylint: disable=g-import-not-at-top
+  from ae_jax import train  # pylint: disable=g-import-not-at-top
   if FLAGS.multihost:
     jax.distributed.initialize()
   print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s)", flush=True)
-  trainer = transfer if FLAGS.config.get("trainer") == "transfer" else train
-  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

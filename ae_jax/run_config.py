@@ -9,6 +9,7 @@
 """
 import json
 import os
+import re
 import shutil
 
 from ae_jax import checkpoint, errors, report
@@ -81,9 +82,12 @@ def check(config, path):
 
 
 def wipe(path):
-  """Removes a previous run's checkpoints, metrics and config (`--config.overwrite=True`)."""
-  shutil.rmtree(os.path.join(path, checkpoint.SUBDIR), ignore_errors=True)
-  for name in (report.METRICS, checkpoint.CONFIG):
+  """Removes a previous run's checkpoints, metrics and config (`--config.overwrite=True`),
+  and a classifier's best checkpoint, self-training rounds and result."""
+  rounds = [d for d in os.listdir(path) if re.fullmatch(r"round\d+", d)] if os.path.isdir(path) else []
+  for sub in (checkpoint.SUBDIR, "best", *rounds):
+    shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
+  for name in (report.METRICS, checkpoint.CONFIG, "result.json"):
     if os.path.exists(os.path.join(path, name)):
       os.remove(os.path.join(path, name))
 

@@ -116,8 +116,11 @@ def epoch_order(config, n_train, step, mesh):
 
 
 def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
-  """Returns train_call(state, perm, images, num_steps, zero_log_sums) → (state, perm, first
+  """Returns train_call(state, perm, source, num_steps, zero_log_sums) → (state, perm, first
   bad step or -1): `num_steps` optimizer steps in one jitted call.
+
+  `source` is the training set on device: the images N×H×W×C, or (images, labels) for a
+  classifier; each step gathers its batch from every array of it.
 
   The state is donated. `perm` is the training-set order of the epoch holding `state.step`:
   `epoch_order(...)` for the first call, the returned one after that. `zero_log_sums` zeroes the
@@ -134,7 +137,7 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
   one_step = _make_step(compute_model(model, config), tx, config, mesh)
 
   @functools.partial(jax.jit, donate_argnums=0, compiler_options=_cpu_options())
-  def train_call(state, perm, images, num_steps, zero_log_sums):
+  def train_call(state, perm, source, num_steps, zero_log_sums):
     if on_trace is not None:
       on_trace(state.step.shape)
     state = state.replace(log_sum=jnp.where(zero_log_sums, 0.0, state.log_sum),
@@ -144,7 +147,7 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
       state, perm, bad_step = carry
       step = state.step
       perm = jax.lax.cond(step % steps_per_epoch == 0, permutation, lambda _: perm, step)
-      state, loss = one_step(state, images, perm)
+      state, loss = one_step(state, source, perm)
       return state, perm, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step)
 
     carry = (state, perm, jnp.full((), -1, jnp.int32))
@@ -157,16 +160,17 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
 
 
 def _make_step(model, tx, config, mesh):
-  """one_step(state, images, perm) → (state, loss): the batch of `state.step` in perm."""
-  batch = config.batch_size
+  """one_step(state, source, perm) → (state, loss): the batch of `state.step` in perm."""
+  batch_size = config.batch_size
 
-  def one_step(state, images, perm):
-    x = _shard_batch(images[data.epoch_batch(perm, state.step, batch)], mesh)
+  def one_step(state, source, perm):
+    idx = data.epoch_batch(perm, state.step, batch_size)
+    batch = jax.tree_util.tree_map(lambda a: _shard_batch(a[idx], mesh), source)
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
       variables = {"params": params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
-      terms, new_vars = losses.per_example(model, variables, x, rng, config, train=True)
+      terms, new_vars = losses.terms(model, variables, batch, rng, config, train=True)
       means = {k: v.mean() for k, v in terms.items()}
       return losses.total(means, config), new_vars
 
@@ -182,23 +186,26 @@ def _make_step(model, tx, config, mesh):
 
 
 def make_eval(model, config, mesh):
-  """Returns evaluate(variables, images) → dict of means over all images (padded, masked)."""
+  """Returns evaluate(variables, source) → dict of means over all examples (padded, masked);
+  `source` as in `make_train_call`."""
   ndev = mesh.devices.size
   eval_batch = max(ndev, config.eval_batch_size // ndev * ndev)
   model = compute_model(model, config)
 
   @jax.jit
-  def evaluate(variables, images):
-    n = images.shape[0]
-    xb, mb = data.padded_batches(images, min(eval_batch, -(-n // ndev) * ndev))
+  def evaluate(variables, source):
+    n = jax.tree_util.tree_leaves(source)[0].shape[0]
+    size = min(eval_batch, -(-n // ndev) * ndev)
+    batches = jax.tree_util.tree_map(lambda a: data.padded_batches(a, size)[0], source)
+    mask = data.padded_batches(jax.tree_util.tree_leaves(source)[0], size)[1]
 
-    def body(_, xm):
-      x, m = xm
-      terms, _ = losses.per_example(model, variables, _shard_batch(x, mesh),
-                                    jax.random.PRNGKey(0), config, train=False)
+    def body(_, batch_and_mask):
+      batch, m = batch_and_mask
+      batch = jax.tree_util.tree_map(lambda a: _shard_batch(a, mesh), batch)
+      terms, _ = losses.terms(model, variables, batch, jax.random.PRNGKey(0), config, train=False)
       return None, {k: jnp.sum(v * m) for k, v in terms.items()}
 
-    _, sums = jax.lax.scan(body, None, (xb, mb))
+    _, sums = jax.lax.scan(body, None, (batches, mask))
     means = {k: v.sum() / n for k, v in sums.items()}
     means["eval_loss"] = losses.total(means, config)
     return means

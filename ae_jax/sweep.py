@@ -31,13 +31,17 @@ from ml_collections import config_flags
 from ae_jax import cli, errors, report
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Sweep root: one subdirectory per point, summary.csv/md here.")
-flags.DEFINE_bool("print_only", False, "Print one training command per point; run nothing.")
-flags.DEFINE_bool("summary_only", False, "Only rewrite the summary from the points' metrics.")
-flags.DEFINE_multi_string("point", [], "Run only these point names (repeatable).")
-config_flags.DEFINE_config_file("config", None, "Training config file with a get_sweep().",
-                                lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def define_flags():
+  """The command's flags (defined when run as a program, not on import)."""
+  flags.DEFINE_string("workdir", None, "Sweep root: one subdirectory per point, summary.csv/md here.")
+  flags.DEFINE_bool("print_only", False, "Print one training command per point; run nothing.")
+  flags.DEFINE_bool("summary_only", False, "Only rewrite the summary from the points' metrics.")
+  flags.DEFINE_multi_string("point", [], "Run only these point names (repeatable).")
+  config_flags.DEFINE_config_file("config", None, "Training config file with a get_sweep().",
+                                  lock_config=True)
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def load_sweep(config_path):
@@ -186,4 +190,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

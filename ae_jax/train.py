@@ -16,20 +16,19 @@ uninterrupted one.
 The pieces, in order: `set_up` (validate, build, restore-or-init; reads only),
 `take_workdir` (overwrite, set damaged checkpoints aside, write config.json), `train_loop`
 (the jitted multi-step calls of `steps.make_train_call` and, on the `Schedule`, the
-periodic `log_line`, `eval_line` and `NanGuard.save` checkpoints, and the `StopSignal`),
+periodic `log_line`, `eval_line` and `faults.NanGuard.save` checkpoints, and the
+`faults.StopSignal`),
 then `write_plots`.
 """
 import os
-import signal
-import threading
 import time
 from typing import Any, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 
-from ae_jax import checkpoint, data, errors, figures, models, pixels, report, run_config, steps
-from ae_jax import train_state
+from ae_jax import checkpoint, data, errors, faults, figures, models, pixels, report, run_config
+from ae_jax import steps
+from ae_jax import train_state, transfer
 
 
 def validate(config):
@@ -56,6 +55,18 @@ def validate(config):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 90:
       raise errors.UserError(f"config.pose_augment.{k} must be a number in [0, 90), got {v!r}")
   models.check_arch(c)
+  if c.get("task", "autoencode") not in TASKS:
+    raise errors.UserError(f"config.task must be one of {TASKS}, got {c.task!r}")
+  if classifying(c):
+    transfer.validate(c)
+
+
+TASKS = ("autoencode", "classify")
+
+
+def classifying(config):
+  """Whether the run trains a classifier (configs/transfer.py) rather than an autoencoder."""
+  return config.get("task", "autoencode") == "classify"
 
 
 def num_epochs(config, steps_per_epoch):
@@ -82,83 +93,11 @@ def init_from(state, source):
   return state.replace(params=src["params"], batch_stats=src["batch_stats"])
 
 
-class StopSignal:
-  """SIGTERM/SIGINT set a flag the loop polls at call boundaries; a second one acts as usual.
-
-  A signal the loop did not act on (it came once every step was done, e.g. during the
-  final plots) is re-delivered to the previous handler on exit, so callers still see it.
-  """
-
-  def __init__(self):
-    self.signal = None
-    self.honoured = False
-    self._old = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():  # only it may set handlers
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._old[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, _):
-    if self.signal is None:
-      self.signal = signal.Signals(signum).name
-      return
-    self._restore()
-    signal.raise_signal(signum)  # SIGINT: KeyboardInterrupt; SIGTERM: the process ends now
-
-  def _restore(self):
-    for sig, handler in self._old.items():
-      signal.signal(sig, handler)
-    self._old = {}
-
-  def __exit__(self, *exc):
-    self._restore()
-    if self.signal and not self.honoured:
-      signal.raise_signal(signal.Signals[self.signal])
-
-
-@jax.jit
-def _all_finite(tree):
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
-
-
-class NanGuard:
-  """Collects each call's first-bad-step flag without reading it back; `check` reads them
-  (a host sync, at the logging cadence only) and raises `NonFiniteLoss` at the first bad
-  step; `save` checkpoints only a state whose losses and variables are all finite."""
-
-  def __init__(self, mngr):
-    self.mngr, self.unchecked = mngr, []
-
-  def add(self, bad_step):
-    """Records one call's first bad step (-1: none), on device."""
-    self.unchecked.append(bad_step)
-
-  def _last_kept(self):
-    kept = checkpoint.steps(self.mngr)
-    return f"kept the last good checkpoint (step {kept[-1]})" if kept else "no checkpoint was saved"
-
-  def check(self):
-    """Reads the recorded flags; raises `NonFiniteLoss` at the first bad step."""
-    for bad_step in self.unchecked:
-      if int(bad_step) >= 0:
-        raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; {self._last_kept()}")
-    self.unchecked = []
-
-  def save(self, state, meta):
-    """Checkpoints `state` once its losses and variables are known to be finite."""
-    self.check()
-    if not _all_finite(train_state.variables(state)):
-      raise errors.NonFiniteLoss(f"non-finite parameters at step {int(state.step)}; "
-                                 f"{self._last_kept()}")
-    checkpoint.save(self.mngr, state, meta)
-
-
 def write_plots(config, workdir, model, variables, ds):
-  """loss_curve.png and reconstructions.png (originals above reconstructions)."""
+  """loss_curve.png, and for an autoencoder reconstructions.png (originals above them)."""
   figures.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
-  figures.save_reconstructions(workdir, model, variables, ds, config.reconstruction_indices)
+  if not classifying(config):
+    figures.save_reconstructions(workdir, model, variables, ds, config.reconstruction_indices)
 
 
 class Schedule(NamedTuple):
@@ -214,12 +153,18 @@ class Run(NamedTuple):
   overwrite_diff: Optional[str]  # the differences of another config's run to wipe
 
 
-def set_up(config, workdir):
-  """Validates the input and builds the run, restoring its newest checkpoint; reads only."""
+def set_up(config, workdir, train_ds=None):
+  """Validates the input and builds the run, restoring its newest checkpoint; reads only.
+  `train_ds` replaces the training split (a classifier's self-training rounds)."""
   validate(config)
   full = data.load(config.dataset, config.data_dir)
-  train_ds, val_ds = data.split(full, config.val_fraction, config.seed)
-  if config.rotation_weight > 0 and full.image_shape[0] != full.image_shape[1]:
+  if classifying(config):
+    parts = transfer.splits(config, full)
+    val_ds = parts["val"]
+    train_ds = parts["train"] if train_ds is None else train_ds
+  else:
+    train_ds, val_ds = data.split(full, config.val_fraction, config.seed)
+  if config.get("rotation_weight", 0) > 0 and full.image_shape[0] != full.image_shape[1]:
     raise errors.UserError(f"rotation needs square images, got {full.image_shape}")
   steps_per_epoch = len(train_ds) // config.batch_size
   if steps_per_epoch < 1:
@@ -227,10 +172,12 @@ def set_up(config, workdir):
   mesh = steps.make_mesh(config.batch_size)
   overwrite_diff = run_config.check(config, workdir)
 
-  model = models.build(config, full.image_shape)
+  model = train_state.build_model(config, full.image_shape, full.num_classes)
   tx = train_state.optimizer(config, steps_per_epoch)
   state = train_state.create(config, model, tx, full.image_shape)
-  print(f"model {config.model}: {models.count_params(state.params):,} parameters "
+  name = (f"classifier ({config.model} encoder + head {tuple(config.head)})"
+          if classifying(config) else f"model {config.model}")
+  print(f"{name}: {models.count_params(state.params):,} parameters "
         f"({models.size_mb(state.params):.2f} MB); {len(train_ds)} train / {len(val_ds)} val "
         f"images {full.image_shape} from {full.name}", flush=True)
   schedule = Schedule.of(config, steps_per_epoch)
@@ -240,6 +187,10 @@ def set_up(config, workdir):
   restored = None if overwrite_diff else checkpoint.restore_newest(mngr, state)
   if restored is None and config.init_from:
     state = init_from(state, config.init_from)
+  if restored is None and classifying(config) and config.mode != "scratch":
+    loaded, step = transfer.load_pretrained(train_state.variables(state), config.pretrained_workdir)
+    state = state.replace(params=loaded["params"], batch_stats=loaded.get("batch_stats", {}))
+    print(f"encoder from {config.pretrained_workdir} (step {step}); mode {config.mode}", flush=True)
   return Run(model, tx, state, full, train_ds, val_ds, schedule, mngr, mesh, restored,
              overwrite_diff)
 
@@ -262,7 +213,7 @@ def take_workdir(config, workdir, run):
       image_shape=list(run.full.image_shape), steps_per_epoch=s.steps_per_epoch,
       num_train=len(run.train_ds), num_val=len(run.val_ds),
       num_params=models.count_params(state.params), class_names=run.full.class_names,
-      num_epochs=s.epochs, total_steps=s.total))
+      num_classes=run.full.num_classes, num_epochs=s.epochs, total_steps=s.total))
   if s.epochs > config.num_epochs:
     print(f"training {s.epochs} epochs ({s.total} steps): min_steps={config.min_steps} raises "
           f"num_epochs={config.num_epochs}", flush=True)
@@ -271,19 +222,41 @@ def take_workdir(config, workdir, run):
 
 def train_and_evaluate(config, workdir):
   """Trains (or resumes, or extends) the run in `workdir`; returns the last `TrainState`
-  (its step is short of the total when SIGTERM/SIGINT stopped the run)."""
-  with StopSignal() as stop:
-    run = set_up(config, workdir)
-    state, meta = take_workdir(config, workdir, run)
-    if int(state.step) >= run.schedule.total:
-      print(f"run in {workdir} already finished at step {int(state.step)} "
-            f"({run.schedule.epochs} epochs); nothing to train", flush=True)
-    else:
-      state = train_loop(config, workdir, run, state, meta, stop)
+  (its step is short of the total when SIGTERM/SIGINT stopped the run). A classifier
+  then runs its self-training rounds (each a run of its own in WORKDIR/roundR) and writes
+  WORKDIR/result.json."""
+  with faults.StopSignal() as stop:
+    state, run = train_one(config, workdir, stop)
+    if not classifying(config):
+      return state
+    train_ds = None
+    for r in range(1, config.self_train.rounds + 1):
       if stop.honoured:
         return state
-    write_plots(config, workdir, run.model, train_state.variables(state), run.full)
+      train_ds = transfer.with_pseudo_labels(config, transfer.splits(config, run.full),
+                                             transfer.round_dir(workdir, r - 1), r)
+      print(f"self-training round {r}: {len(train_ds)} training labels", flush=True)
+      state, _ = train_one(transfer.round_config(config, r, len(train_ds)),
+                           transfer.round_dir(workdir, r), stop, train_ds)
+    if not stop.honoured:
+      transfer.write_result(config, workdir, transfer.round_dir(workdir, config.self_train.rounds),
+                            transfer.splits(config, run.full)["test"])
     return state
+
+
+def train_one(config, workdir, stop, train_ds=None):
+  """One run in `workdir`, from set-up to plots; returns (last TrainState, Run)."""
+  run = set_up(config, workdir, train_ds)
+  state, meta = take_workdir(config, workdir, run)
+  if int(state.step) >= run.schedule.total:
+    print(f"run in {workdir} already finished at step {int(state.step)} "
+          f"({run.schedule.epochs} epochs); nothing to train", flush=True)
+  else:
+    state = train_loop(config, workdir, run, state, meta, stop)
+    if stop.honoured:
+      return state, run
+  write_plots(config, workdir, run.model, train_state.variables(state), run.full)
+  return state, run
 
 
 def train_loop(config, workdir, run, state, meta, stop):
@@ -291,8 +264,10 @@ def train_loop(config, workdir, run, state, meta, stop):
   a log line (and the NaN check), an eval at epoch ends, checkpoints, and the stop signal."""
   s, mesh = run.schedule, run.mesh
   start = step = int(state.step)
-  state, images = steps.replicate((state, run.train_ds.images), mesh)
-  val_images = steps.replicate(run.val_ds.images, mesh) if len(run.val_ds) else None
+  arrays = lambda ds: (ds.images, ds.labels) if classifying(config) else ds.images  # noqa: E731
+  state, source = steps.replicate((state, arrays(run.train_ds)), mesh)
+  val_source = steps.replicate(arrays(run.val_ds), mesh) if len(run.val_ds) else None
+  best = transfer.BestKeeper(workdir) if classifying(config) else None
   traces = []
   train_call = steps.make_train_call(run.model, run.tx, config, n_train=len(run.train_ds),
                                      mesh=mesh, on_trace=traces.append)
@@ -300,7 +275,7 @@ def train_loop(config, workdir, run, state, meta, stop):
   evaluate = steps.make_eval(run.model, config, mesh)
   writer = report.MetricsWriter(workdir, step)
   progress = report.Progress(s.total, config.batch_size, step)
-  guard = NanGuard(run.mngr)
+  guard = faults.NanGuard(run.mngr)
   # The state's loss sums were read for a log line just before the checkpoint was saved.
   zero_log_sums = bool(meta.get("log_sums_read", meta.get("reset_log")))
   t_start = time.perf_counter()
@@ -314,7 +289,7 @@ def train_loop(config, workdir, run, state, meta, stop):
       if first:
         print(f"compiling the train step (steps {step}..{s.total})", flush=True)
       t0 = time.perf_counter()
-      state, perm, bad_step = train_call(state, perm, images, k, zero_log_sums)
+      state, perm, bad_step = train_call(state, perm, source, k, zero_log_sums)
       zero_log_sums = False
       guard.add(bad_step)
       if first:
@@ -327,8 +302,11 @@ def train_loop(config, workdir, run, state, meta, stop):
         guard.check()
         log_line(config, state, step, s, writer, progress)
         zero_log_sums = True
-      if s.at_epochs(step, s.eval_every) and val_images is not None:
-        eval_line(evaluate, state, val_images, step, s, writer)
+      if s.at_epochs(step, s.eval_every) and val_source is not None:
+        ev = eval_line(evaluate, state, val_source, step, s, writer)
+        if best is not None:
+          guard.check()
+          best.update(state, ev, step // s.steps_per_epoch)
       stopping = stop.signal is not None
       if s.at_epochs(step, s.save_every) or stopping:
         guard.save(state, {"epoch": step // s.steps_per_epoch,
@@ -357,9 +335,10 @@ def log_line(config, state, step, schedule, writer, progress):
                 num_epochs=schedule.epochs)
 
 
-def eval_line(evaluate, state, val_images, step, schedule, writer):
-  """Evaluates on the validation images; writes and prints the means."""
-  ev = jax.device_get(evaluate(train_state.variables(state), val_images))
+def eval_line(evaluate, state, val_source, step, schedule, writer):
+  """Evaluates on the validation set; writes, prints and returns the means."""
+  ev = jax.device_get(evaluate(train_state.variables(state), val_source))
   writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
   print(f"  eval after epoch {step // schedule.steps_per_epoch}: " +
         ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)
+  return ev

@@ -34,15 +34,28 @@ def variables(state):
   return v
 
 
-def optimizer(config, steps_per_epoch):
-  """Adam (PyTorch L2 semantics) or AdamW, then ReduceLROnPlateau on the epoch-mean loss."""
+def _adam(config, learning_rate):
+  """Adam (PyTorch L2 semantics) or AdamW at `learning_rate`, as a list of transforms."""
   if config.optimizer == "adam":
     parts = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
-    parts += [scale_by_adam(), optax.scale(-config.learning_rate)]
-  elif config.optimizer == "adamw":
-    parts = [optax.adamw(config.learning_rate, weight_decay=config.weight_decay)]
-  else:
-    raise ValueError(config.optimizer)
+    return parts + [scale_by_adam(), optax.scale(-learning_rate)]
+  if config.optimizer == "adamw":
+    return [optax.adamw(learning_rate, weight_decay=config.weight_decay)]
+  raise ValueError(config.optimizer)
+
+
+def optimizer(config, steps_per_epoch):
+  """Adam (PyTorch L2 semantics) or AdamW, then ReduceLROnPlateau on the epoch-mean loss.
+
+  A classifier's encoder (params['ae']) gets `encoder_lr_scale` times the head's rate,
+  or no updates at all in mode 'frozen'."""
+  parts = _adam(config, config.learning_rate)
+  if config.get("task", "autoencode") == "classify":
+    encoder = (optax.set_to_zero() if config.mode == "frozen" else
+               optax.chain(*_adam(config, config.learning_rate * config.encoder_lr_scale)))
+    parts = [optax.multi_transform(
+        {"head": optax.chain(*parts), "ae": encoder},
+        lambda params: {k: jax.tree_util.tree_map(lambda _: k, v) for k, v in params.items()})]
   if config.plateau.patience > 0:
     parts.append(optax.contrib.reduce_on_plateau(
         factor=config.plateau.factor, patience=config.plateau.patience,
@@ -104,9 +117,18 @@ def _create(config, model, tx, image_shape):
                     log_sum=jnp.zeros((), jnp.float32), log_count=jnp.zeros((), jnp.int32))
 
 
+def build_model(config, image_shape, num_classes=None):
+  """The Linen module of a run: `models.build`, or for `task="classify"` the classifier
+  (its AE's encoder + head) over `num_classes`."""
+  if config.get("task", "autoencode") == "classify":
+    from ae_jax import transfer  # pylint: disable=g-import-not-at-top
+    return transfer.build(config, image_shape, num_classes)
+  return models.build(config, image_shape)
+
+
 def abstract_state(config):
   """(model, shape-only TrainState) from a run's config.json (which carries `derived`)."""
   image_shape = tuple(config.derived.image_shape)
-  model = models.build(config, image_shape)
+  model = build_model(config, image_shape, config.derived.get("num_classes"))
   tx = optimizer(config, config.derived.steps_per_epoch)
   return model, jax.eval_shape(lambda: _create(config, model, tx, image_shape))

@@ -15,7 +15,12 @@ from configs import default
 
 def get_config(variant="000"):
   c = default.get_config()
-  c.trainer = "transfer"
+  c.task = "classify"  # trains through the same loop as the autoencoders (ae_jax/transfer.py)
+  # The autoencoder objective's keys do not apply to a classifier; the labelled splits
+  # replace val_fraction.
+  for key in ("noise_std", "rotation_weight", "rotation_recon", "kl_weight", "pose_augment",
+              "reconstruction_indices", "val_fraction"):
+    del c[key]
   c.model = "mlp"  # the encoder is this AE's `encode`; a pretrained run must match it
   if variant == "000":
     c.arch = ml_collections.ConfigDict(dict(hidden=(512, 512), latent_dim=128, latent_relu=False))
@@ -24,7 +29,7 @@ def get_config(variant="000"):
     from configs import rotation  # pylint: disable=g-import-not-at-top
     ae = rotation.get_config()
     c.model, c.arch, c.pixel_range = ae.model, ae.arch, ae.pixel_range
-    c.arch.loop_safe_conv = True  # the whole fit runs in lax.scan (see ae_jax/models/layers.py)
+    c.arch.loop_safe_conv = True  # an epoch's steps run in one lax loop (ae_jax/models/layers.py)
     c.head = (64,)
   elif variant == "003":
     c.arch = ml_collections.ConfigDict(dict(hidden=(500, 100), latent_dim=20, batch_norm=True,
@@ -38,7 +43,10 @@ def get_config(variant="000"):
   c.labelled_pool = 0  # > 0: draw the splits from a fixed pool of this size (see transfer.py)
   c.batch_size = 8
   c.learning_rate = 1e-3
-  c.num_epochs = 100  # best epoch chosen on the val labels
+  c.num_epochs = 100  # best epoch chosen on the val labels (WORKDIR/best)
+  c.steps_per_call = 1000  # calls stop at epoch ends: one call per epoch of 12 steps
+  c.checkpoint.every_epochs = 25  # resume points; the best-by-val state is kept apart
+  c.checkpoint.keep = 1
   c.encoder_lr_scale = 1.0  # finetune: the encoder's learning rate relative to the head's
   # Self-training: refit with the `per_class`·round most confident predictions on the
   # unlabelled images per class added as labels (0 rounds = plain transfer).

@@ -26,7 +26,8 @@ ALL_MODES = [(m, aug, 0) for m in transfer.MODES for aug in (False, True)]
 FAMILIES = {  # family → (modes as (mode, augment, self-training rounds))
     "000": ALL_MODES,
     "003": ALL_MODES,
-    "rotation": [("scratch", True, 0), ("finetune", True, 0), ("finetune", True, 2)],
+    "rotation": [("scratch", True, 0), ("frozen", True, 0), ("finetune", True, 0),
+                 ("finetune", True, 2), ("finetune", True, 4)],
 }
 
 
@@ -59,7 +60,10 @@ def run_family(family, seed, root, ae_dir, clf_epochs):
                   pretrained_workdir=ae_dir if mode != "scratch" else ""))
     c.self_train.rounds = rounds
     name = f"{family}_{mode}_aug{int(aug)}_st{rounds}"
-    r = transfer.train_and_evaluate(c, os.path.join(root, f"seed{seed}", name))
+    workdir = os.path.join(root, f"seed{seed}", name)
+    train.train_and_evaluate(c, workdir)
+    with open(os.path.join(workdir, transfer.RESULT)) as f:
+      r = json.load(f)
     rows.append(dict(r, family=family, seed=seed, augment=aug, self_train=rounds))
   return rows
 

@@ -1,4 +1,8 @@
 """Transfer: stratified disjoint splits, encoder-subtree restore, a tiny fit beats chance."""
+import json
+import os
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -60,20 +64,37 @@ def test_restored_encoder_matches_the_autoencoders(ae_run):
   np.testing.assert_array_equal(np.asarray(z_ae), np.asarray(z_clf))
 
 
+def _fit(config, workdir):
+  """Trains the classifier through the one training loop; returns its result.json."""
+  train.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, transfer.RESULT)) as f:
+    return json.load(f)
+
+
 def test_tiny_fits_beat_chance_and_frozen_keeps_the_encoder(tmp_path, ae_run):
-  scratch = transfer.train_and_evaluate(_config(), str(tmp_path / "s"))
+  scratch = _fit(_config(), str(tmp_path / "s"))
   assert scratch["test_acc"] > 0.4 and scratch["num_params"] == 784 * 32 + 32 + 32 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
-  frozen = transfer.train_and_evaluate(
-      _config(mode="frozen", pretrained_workdir=ae_run, num_epochs=40, learning_rate=3e-3),
-      str(tmp_path / "f"))
+  config = checkpoint.read_config(str(tmp_path / "s"))
+  assert config.task == "classify" and config.derived.num_classes == 10  # the AE workdir format
+  frozen = _fit(_config(mode="frozen", pretrained_workdir=ae_run, num_epochs=40, learning_rate=1e-2),
+                str(tmp_path / "f"))
   assert frozen["test_acc"] > 0.2  # chance is 0.1
-  saved = checkpoint.load_for_inference  # the frozen encoder equals the AE's encoder
-  _, _, ae_vars, _ = saved(ae_run)
-  mngr = checkpoint.manager(str(tmp_path / "f"), create=False)
-  restored = mngr.restore(mngr.latest_step())["state"]
-  for a, b in zip(jax.tree_util.tree_leaves(restored["params"]["ae"]["encoder"]),
+  _, _, ae_vars, _ = checkpoint.load_for_inference(ae_run)  # the frozen encoder is the AE's
+  _, best, _ = transfer.best_variables(str(tmp_path / "f"))
+  for a, b in zip(jax.tree_util.tree_leaves(best["params"]["ae"]["encoder"]),
                   jax.tree_util.tree_leaves(ae_vars["params"]["encoder"])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_self_training_round_and_resume_of_a_finished_run(tmp_path, capsys):
+  workdir = str(tmp_path / "st")
+  config = _config(num_epochs=6, **{"self_train.rounds": 1, "self_train.per_class": 5})
+  first = _fit(config, workdir)
+  added = re.search(r"self-training round 1: (\d+) training labels", capsys.readouterr().out)
+  assert added and 50 < int(added[1]) <= 50 + 10 * 5  # ≤ 5 pseudo-labels per predicted class
+  assert os.path.isdir(os.path.join(workdir, "round1", "best"))
+  assert _fit(config, workdir) == first  # a finished run is not retrained
+  assert "nothing to train" in capsys.readouterr().out
 
 
 def test_bad_pretrained_workdir_is_an_error(tmp_path, ae_run):
