@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 
-from ae_jax import checkpoint, errors, report
+from ae_jax import checkpoint, errors, models, report
 
 
 # Keys (top-level sections or full dotted names) that may change between runs on one
@@ -48,6 +48,9 @@ def _identity(config_dict):
 def differences(old, new):
   """['arch.latent_dim (8 in the workdir, 4 now)', ...] between two config dicts."""
   old, new = ({**ADDED_KEYS, **_identity(c)} for c in (old, new))
+  for c in (old, new):  # a model's old name is the same model
+    if "model" in c:
+      c["model"] = models.ALIASES.get(c["model"], c["model"])
   show = lambda d, k: json.dumps(d[k]) if k in d else "absent"
   return [f"{k} ({show(old, k)} in the workdir, {show(new, k)} now)"
           for k in sorted(set(old) | set(new)) if old.get(k, ()) != new.get(k, ())]

@@ -18,7 +18,7 @@ from configs import default
 def get_config():
   """The main job's training config: the residual rotation AE built for clustering."""
   c = default.get_config()
-  c.model = "rotation"
+  c.model = "resnet"
   c.pixel_range = "-1,1"
   c.rotation_weight = 10.0
   c.rotation_recon = "upright"  # the latent sees upright images only

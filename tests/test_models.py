@@ -14,11 +14,12 @@ from ae_jax import models
 from ae_jax.models import layers
 
 SHAPES = [(28, 28, 1), (32, 32, 3)]
-RANGE = {"rotation": "-1,1"}
+RANGE = {"resnet": "-1,1"}
+CONFIG_OF = {"resnet": "rotation"}  # the config file that builds each model
 
 
 def _build(name, shape, **overrides):
-  config = configs.load(name, **overrides)
+  config = configs.load(CONFIG_OF.get(name, name), **overrides)
   model = models.build(config, shape)
   return model, jax.jit(lambda rng: models.init(model, rng, shape))(jax.random.PRNGKey(0))
 
@@ -53,7 +54,7 @@ def expected_params(name, shape):
   if name == "conv":  # report 001
     return (_conv(3, c, 16) + _conv(3, 16, 32) + _conv(5, 32, 64)
             + _conv(5, 64, 32) + _conv(3, 32, 16) + _conv(3, 16, c))
-  if name == "rotation":  # widths (16, 32), one residual block per stage each way, latent 64,
+  if name == "resnet":  # widths (16, 32), one residual block per stage each way, latent 64,
     # rotation head on the flattened bottom feature maps
     block = lambda ch: 2 * _conv(3, ch, ch, bias=False) + 2 * 2 * ch  # + 2 GroupNorms
     bottom = (math.ceil(h / 4) * math.ceil(w / 4)) * 32
@@ -64,12 +65,13 @@ def expected_params(name, shape):
 
 
 def test_every_registered_model_has_a_config_and_a_count():
-  assert set(models.names()) == {"mlp", "mlp_bn", "conv", "vae", "rotation"}
+  assert set(models.names()) == {"mlp", "mlp_bn", "conv", "vae", "resnet"}
+  assert models.model_class("rotation") is models.model_class("resnet")  # its old name
 
 
 def _abstract(name, shape, **overrides):
   """(model, variables, outputs) as shapes only: traced, not compiled."""
-  model = models.build(configs.load(name, **overrides), shape)
+  model = models.build(configs.load(CONFIG_OF.get(name, name), **overrides), shape)
   variables = jax.eval_shape(lambda rng: models.init(model, rng, shape), jax.random.PRNGKey(0))
   x = jax.ShapeDtypeStruct((3, *shape), jnp.float32)
   return model, variables, jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
@@ -82,7 +84,7 @@ def test_output_shapes_and_parameter_counts(name, shape):
   assert models.count_params(variables["params"]) == expected_params(name, shape)
   assert out["recon"].shape == (3, *shape)
   assert len(out["z"].shape) == 2 and out["z"].shape[0] == 3
-  if name == "rotation":
+  if name == "resnet":
     assert out["logits"].shape == (3, 4)
   if name == "vae":
     assert out["mean"].shape == out["logvar"].shape == out["z"].shape
@@ -93,7 +95,7 @@ def test_output_shapes_and_parameter_counts(name, shape):
   assert recon.shape == (3, *shape)
 
 
-SMALL = {"rotation": {"arch.widths": (8, 8), "arch.latent_dim": 8}}
+SMALL = {"resnet": {"arch.widths": (8, 8), "arch.latent_dim": 8}}
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -120,8 +122,8 @@ def test_documented_parameter_counts():
   assert expected_params("vae", (28, 28, 1)) == 829_232
   assert expected_params("conv", (28, 28, 1)) == 112_065
   assert expected_params("conv", (32, 32, 3)) == 112_643
-  assert expected_params("rotation", (28, 28, 1)) == 276_312
-  assert expected_params("rotation", (32, 32, 3)) == 341_440
+  assert expected_params("resnet", (28, 28, 1)) == 276_312
+  assert expected_params("resnet", (32, 32, 3)) == 341_440
 
 
 def _apply_train(model, variables, x, seed):
@@ -168,11 +170,11 @@ def test_rotation_head_on_the_latent():
   _, variables, out = _abstract("rotation", (28, 28, 1), **{"arch.rotation_head": "latent"})
   assert out["logits"].shape == (3, 4)
   extra = _dense(64, 4) - _dense(7 * 7 * 32, 4)
-  assert models.count_params(variables["params"]) == expected_params("rotation", (28, 28, 1)) + extra
+  assert models.count_params(variables["params"]) == expected_params("resnet", (28, 28, 1)) + extra
 
 
 def test_rotation_batch_norm_variant_updates_running_stats():
-  model, variables = _build("rotation", (28, 28, 1), **SMALL["rotation"], **{"arch.norm": "batch"})
+  model, variables = _build("rotation", (28, 28, 1), **SMALL["resnet"], **{"arch.norm": "batch"})
   x = _images((28, 28, 1), n=4)
   _, new = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
   before, after = (jax.tree_util.tree_leaves(v["batch_stats"]) for v in (variables, new))
@@ -181,8 +183,8 @@ def test_rotation_batch_norm_variant_updates_running_stats():
 
 def test_rotation_pads_odd_sizes_and_loop_safe_switch_keeps_values():
   shape = (27, 30, 1)
-  safe, variables = _build("rotation", shape, **SMALL["rotation"], **{"arch.loop_safe_conv": True})
-  xla = models.build(configs.load("rotation", **SMALL["rotation"], **{"arch.loop_safe_conv": False}),
+  safe, variables = _build("rotation", shape, **SMALL["resnet"], **{"arch.loop_safe_conv": True})
+  xla = models.build(configs.load("rotation", **SMALL["resnet"], **{"arch.loop_safe_conv": False}),
                      shape)
   x = _images(shape) * 2 - 1
   loss = lambda m: jax.jit(jax.value_and_grad(

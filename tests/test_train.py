@@ -103,6 +103,8 @@ def test_how_gradients_are_computed_is_not_part_of_a_runs_identity():
   assert run_config.differences(old, tiny("rotation", **{"arch.loop_safe_conv": True}).to_dict()) == []
   assert run_config.differences(old, tiny("rotation", **{"arch.latent_dim": 4}).to_dict()) == [
       "arch.latent_dim (64 in the workdir, 4 now)"]
+  before_rename = {**old, "model": "rotation"}  # workdirs made before the model was "resnet"
+  assert run_config.differences(before_rename, tiny("rotation").to_dict()) == []
 
 
 def test_adam_matches_optax_and_keeps_its_state_type():

@@ -26,8 +26,10 @@ _REGISTRY = {
     "mlp_bn": "ae_jax.models.mlp:MLPAutoencoder",
     "conv": "ae_jax.models.conv:ConvAutoencoder",
     "vae": "ae_jax.models.vae:VAE",
-    "rotation": "ae_jax.models.resnet:ResNetAutoencoder",
+    "resnet": "ae_jax.models.resnet:ResNetAutoencoder",
 }
+# Names models had before; a workdir's config.json may still hold them.
+ALIASES = {"rotation": "resnet"}
 
 def names():
   """The registered model names."""
@@ -35,7 +37,8 @@ def names():
 
 
 def model_class(name: str):
-  """The Linen class registered as `name`; UserError for an unknown name."""
+  """The Linen class registered as `name` (or an old name in ALIASES); UserError otherwise."""
+  name = ALIASES.get(name, name)
   if name not in _REGISTRY:
     raise errors.UserError(f"unknown model {name!r}; known: {', '.join(names())}")
   module, cls = _REGISTRY[name].split(":")
