@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 
-from ae_jax import checkpoint, errors, models, report
+from ae_jax import checkpoint, errors, models, report, transfer
 
 
 # Keys (top-level sections or full dotted names) that may change between runs on one
@@ -88,9 +88,9 @@ def wipe(path):
   """Removes a previous run's checkpoints, metrics and config (`--config.overwrite=True`),
   and a classifier's best checkpoint, self-training rounds and result."""
   rounds = [d for d in os.listdir(path) if re.fullmatch(r"round\d+", d)] if os.path.isdir(path) else []
-  for sub in (checkpoint.SUBDIR, "best", *rounds):
+  for sub in (checkpoint.SUBDIR, transfer.BEST, *rounds):
     shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
-  for name in (report.METRICS, checkpoint.CONFIG, "result.json"):
+  for name in (report.METRICS, checkpoint.CONFIG, transfer.RESULT):
     if os.path.exists(os.path.join(path, name)):
       os.remove(os.path.join(path, name))
 

@@ -13,6 +13,10 @@ step is done is re-delivered after the plots); a non-finite loss raises
 derive from the step, so a run interrupted and resumed ends bit-identical to an
 uninterrupted one.
 
+A classifier (`config.task="classify"`, configs/transfer.py) trains through the same
+pieces on (images, labels), keeps its best-by-validation state (ae_jax/transfer.py) and
+runs its self-training rounds as runs of their own.
+
 The pieces, in order: `set_up` (validate, build, restore-or-init; reads only),
 `take_workdir` (overwrite, set damaged checkpoints aside, write config.json), `train_loop`
 (the jitted multi-step calls of `steps.make_train_call` and, on the `Schedule`, the
@@ -236,7 +240,7 @@ def train_and_evaluate(config, workdir):
       train_ds = transfer.with_pseudo_labels(config, transfer.splits(config, run.full),
                                              transfer.round_dir(workdir, r - 1), r)
       print(f"self-training round {r}: {len(train_ds)} training labels", flush=True)
-      state, _ = train_one(transfer.round_config(config, r, len(train_ds)),
+      state, _ = train_one(transfer.round_config(config, len(train_ds)),
                            transfer.round_dir(workdir, r), stop, train_ds)
     if not stop.honoured:
       transfer.write_result(config, workdir, transfer.round_dir(workdir, config.self_train.rounds),

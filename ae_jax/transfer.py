@@ -24,6 +24,8 @@ from ae_jax import checkpoint, data, errors, models
 from ae_jax.models.mlp import MLPStack
 
 MODES = ("scratch", "frozen", "finetune")
+BEST = "best"  # WORKDIR/best: the checkpoint with the best validation accuracy
+RESULT = "result.json"  # WORKDIR/result.json: the final val/test accuracy and size
 
 
 class Classifier(nn.Module):
@@ -163,10 +165,10 @@ def round_dir(workdir, r):
   return workdir if r == 0 else os.path.join(workdir, f"round{r}")
 
 
-def round_config(config, r, num_fit):
-  """Round r's config: later rounds have more labels, so fewer epochs keep the steps per round."""
+def round_config(config, num_fit):
+  """A self-training round's config: with `num_fit` labels, fewer epochs keep the steps per round."""
   c = config.copy_and_resolve_references()
-  c.num_epochs = max(5, round(config.num_epochs * config.labels_per_split / num_fit)) if r else c.num_epochs
+  c.num_epochs = max(5, round(config.num_epochs * config.labels_per_split / num_fit))
   return c
 
 
@@ -179,9 +181,6 @@ def with_pseudo_labels(config, parts, prev_workdir, r):
   train = parts["train"]
   return data.Dataset(np.concatenate([train.images, np.asarray(x)]),
                       np.concatenate([train.labels, np.asarray(y)]), train.name, train.class_names)
-
-
-BEST = "best"  # WORKDIR/best: the checkpoint with the best validation accuracy
 
 
 class BestKeeper:
@@ -227,6 +226,3 @@ def write_result(config, workdir, last_round_dir, test):
         f"test acc {result['test_acc']:.3f} ({result['num_params']:,} parameters, "
         f"{size:.2f} MB)", flush=True)
   return result
-
-
-RESULT = "result.json"
