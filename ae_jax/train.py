@@ -233,18 +233,17 @@ def train_and_evaluate(config, workdir):
     state, run = train_one(config, workdir, stop)
     if not classifying(config):
       return state
-    train_ds = None
+    parts = transfer.splits(config, run.full)
     for r in range(1, config.self_train.rounds + 1):
       if stop.honoured:
         return state
-      train_ds = transfer.with_pseudo_labels(config, transfer.splits(config, run.full),
-                                             transfer.round_dir(workdir, r - 1), r)
+      train_ds = transfer.with_pseudo_labels(config, parts, transfer.round_dir(workdir, r - 1), r)
       print(f"self-training round {r}: {len(train_ds)} training labels", flush=True)
       state, _ = train_one(transfer.round_config(config, len(train_ds)),
                            transfer.round_dir(workdir, r), stop, train_ds)
     if not stop.honoured:
       transfer.write_result(config, workdir, transfer.round_dir(workdir, config.self_train.rounds),
-                            transfer.splits(config, run.full)["test"])
+                            parts["test"])
     return state
 
 
