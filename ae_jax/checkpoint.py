@@ -62,16 +62,45 @@ def step_dir(mngr, step):
 
 def save(mngr, state, meta, step=None):
   """Saves synchronously (orbax writes a temporary directory and renames it), then the manifest.
-  `step` defaults to `state.step`."""
+  `step` defaults to `state.step`.
+
+  A failed write (a full disk) raises `errors.SaveFailed` naming the path; the half-written
+  directory is removed and the checkpoints saved before stay as they were."""
   step = int(jax.device_get(state.step)) if step is None else int(step)
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                          meta=ocp.args.JsonSave(meta)), force=True)
-  mngr.wait_until_finished()
   path = step_dir(mngr, step)
-  with open(os.path.join(path, MANIFEST + ".tmp"), "w") as f:
-    json.dump(_file_sums(path), f, indent=0, sort_keys=True)
-  os.replace(os.path.join(path, MANIFEST + ".tmp"), os.path.join(path, MANIFEST))
+  try:
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                            meta=ocp.args.JsonSave(meta)), force=True)
+    mngr.wait_until_finished()
+    with open(os.path.join(path, MANIFEST + ".tmp"), "w") as f:
+      json.dump(_file_sums(path), f, indent=0, sort_keys=True)
+    os.replace(os.path.join(path, MANIFEST + ".tmp"), os.path.join(path, MANIFEST))
+  except (OSError, ValueError) as e:  # tensorstore reports ENOSPC as ValueError
+    _discard_unfinished(mngr, step)
+    kept = [s for s in steps(mngr) if s != step]
+    raise errors.SaveFailed(
+        f"cannot save the checkpoint {path}: {_reason(e)}; "
+        + (f"the checkpoint at step {kept[-1]} is kept" if kept else "no earlier checkpoint")) from e
   return step
+
+
+def _reason(e):
+  """The OS's words for a failed write ('No space left on device'), else the first line."""
+  if isinstance(e, OSError) and e.strerror:
+    return e.strerror
+  text = str(e)
+  return "No space left on device" if "No space left" in text else _first_line(e)
+
+
+def _discard_unfinished(mngr, step):
+  """Removes the temporary and the manifest-less directories a failed save of `step` left."""
+  root = str(mngr.directory)
+  for name in os.listdir(root) if os.path.isdir(root) else ():
+    unfinished = name.startswith(f"{step}.orbax-checkpoint-tmp") or (
+        name == str(step) and not os.path.isfile(os.path.join(root, name, MANIFEST)))
+    if unfinished:
+      shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+  mngr.reload()
 
 
 def steps(mngr):

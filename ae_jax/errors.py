@@ -1,4 +1,4 @@
-"""User-facing errors: one `error:` line on stderr and exit code 2 (3 for a diverged run).
+"""User-facing errors: one `error:` line on stderr and exit code 2 (3: diverged, 4: save failed).
 
 Everything that validates input raises `UserError`; training that hits a non-finite
 loss raises `NonFiniteLoss` (its last good checkpoint kept). The command-line entry
@@ -7,6 +7,7 @@ points wrap their work in `cli_main`, which turns either into one line:
     from ae_jax import errors
     raise errors.UserError("dataset file not found: x.npy")   # -> error: dataset file not found: x.npy
 """
+import errno
 import functools
 import sys
 
@@ -21,6 +22,12 @@ class NonFiniteLoss(UserError):
   """Training diverged; the last good checkpoint is kept."""
 
   exit_code = 3
+
+
+class SaveFailed(UserError):
+  """A checkpoint could not be written (a full disk); the earlier ones are kept."""
+
+  exit_code = 4
 
 
 def fail(message: str, code: int = 2):
@@ -38,5 +45,9 @@ def cli_main(fn):
       return fn(*args, **kwargs)
     except UserError as e:
       fail(str(e), e.exit_code)
+    except OSError as e:
+      if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        raise
+      fail(f"cannot write {e.filename}: {e.strerror}", SaveFailed.exit_code)
 
   return wrapper

@@ -1,16 +1,25 @@
-"""What ends a run early: SIGTERM/SIGINT (`StopSignal`) and non-finite losses (`NanGuard`).
+"""What ends a run early: SIGTERM/SIGINT (`StopSignal`), non-finite losses (`NanGuard`),
+and a second launch on a workdir a live run holds (`WorkdirLock`).
 
+    with faults.WorkdirLock(workdir):          # UserError naming the owner if a live run holds it
+      ...
     with faults.StopSignal() as stop:          # the loop polls stop.signal between calls
       guard = faults.NanGuard(mngr)
       guard.add(bad_step)                      # per call, no host read
       guard.check()                            # at the log cadence: NonFiniteLoss at the first bad step
       guard.save(state, meta)                  # checkpoints only a finite state
 """
+import json
+import os
 import signal
+import socket
+import sys
 import threading
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ae_jax import checkpoint, errors, train_state
 
@@ -79,6 +88,11 @@ class NanGuard:
         raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; {self._last_kept()}")
     self.unchecked = []
 
+  def check_eval(self, ev, step):
+    """Raises `NonFiniteLoss` when an evaluation of the state at `step` is not finite."""
+    if not all(np.isfinite(float(v)) for v in ev.values()):
+      raise errors.NonFiniteLoss(f"non-finite eval loss after step {step}; {self._last_kept()}")
+
   def save(self, state, meta):
     """Checkpoints `state` once its losses and variables are known to be finite."""
     self.check()
@@ -86,3 +100,81 @@ class NanGuard:
       raise errors.NonFiniteLoss(f"non-finite parameters at step {int(state.step)}; "
                                  f"{self._last_kept()}")
     checkpoint.save(self.mngr, state, meta)
+
+
+LOCK = ".lock"
+
+
+def _alive(owner):
+  """Whether the process named in a lock may still run (a process on another host: assumed so)."""
+  if owner.get("host") != socket.gethostname():
+    return True
+  try:
+    os.kill(int(owner["pid"]), 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # it exists, under another user
+    return True
+  return True
+
+
+class WorkdirLock:
+  """WORKDIR/.lock ({host, pid, since}) while a run holds the workdir; process 0 takes it.
+
+  A second launch raises `UserError` naming the owner; a lock left by a process of this
+  host that no longer runs (kill -9) is taken over with a warning. A workdir this lock had
+  to create is removed again if nothing else was written to it.
+  """
+
+  def __init__(self, workdir):
+    self.path, self.owned, self.made_dir = os.path.join(workdir, LOCK), False, False
+
+  def __enter__(self):
+    if jax.process_index() != 0:
+      return self
+    workdir = os.path.dirname(self.path)
+    self.made_dir = not os.path.isdir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    while True:
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        self._take_over_if_stale()
+        continue
+      with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+      self.owned = True
+      return self
+
+  def _take_over_if_stale(self):
+    try:
+      with open(self.path) as f:
+        owner = json.load(f)
+    except (OSError, ValueError):  # being written right now, or garbage
+      if time.time() - os.path.getmtime(self.path) < 10:
+        time.sleep(0.5)
+        return
+      owner = {"host": "?", "pid": "?"}
+      stale = True
+    else:
+      stale = not _alive(owner)
+    if not stale:
+      raise errors.UserError(
+          f"{os.path.dirname(self.path)} is in use by pid {owner.get('pid')} on "
+          f"{owner.get('host')} (since {owner.get('since')}); wait for that run to end, or "
+          f"delete {self.path} if it is no longer running")
+    print(f"warning: taking over the stale lock {self.path} of pid {owner.get('pid')} on "
+          f"{owner.get('host')}, which no longer runs", file=sys.stderr, flush=True)
+    try:
+      os.remove(self.path)
+    except FileNotFoundError:
+      pass
+
+  def __exit__(self, *exc):
+    if not self.owned:
+      return
+    os.remove(self.path)
+    workdir = os.path.dirname(self.path)
+    if self.made_dir and not os.listdir(workdir):
+      os.rmdir(workdir)

@@ -56,7 +56,8 @@ def differences(old, new):
           for k in sorted(set(old) | set(new)) if old.get(k, ()) != new.get(k, ())]
 
 
-def _check_writable(path):
+def check_writable(path):
+  """UserError unless `path` is, or can be made, a writable directory."""
   p = os.path.abspath(path)
   while not os.path.exists(p):
     p = os.path.dirname(p)
@@ -72,7 +73,7 @@ def check(config, path):
 
   A workdir holding a run of another config is refused unless `config.overwrite`.
   """
-  _check_writable(path)
+  check_writable(path)
   old = checkpoint.read_config_dict(path)
   diff = differences(old, json.loads(config.to_json())) if old is not None else []
   if not diff:

@@ -14,9 +14,19 @@ here) applied; it trains in ROOT/<point-name>, e.g. ROOT/rotation_weight=10.0, e
     python -m ae_jax.sweep --config=configs/rotation.py --workdir=runs/beta --print_only
     python -m ae_jax.sweep --config=configs/rotation.py --workdir=runs/beta --summary_only
 
-`--print_only` prints one `python -m ae_jax.main ...` command per point (for a TPU/GPU
-scheduler) and writes nothing; `--summary_only` rewrites ROOT/summary.csv and
-ROOT/summary.md from the points' metrics.jsonl without training.
+    python -m ae_jax.sweep --config=configs/rotation.py --workdir=runs/beta --launcher=local --max_parallel=2
+    python -m ae_jax.sweep --config=configs/rotation.py --workdir=runs/beta --launcher=slurm \
+        --partition=gpu --nodes=2 --gpus_per_node=8 --time_min=120
+
+`--launcher`: `inline` (default) trains the points one after another in this process;
+`local` runs each as its own `ae_jax.main` process through submitit's local executor,
+`--max_parallel` at once; `slurm` submits them as one Slurm job array through submitit
+(a point on several nodes runs `--multihost`). Job logs: ROOT/jobs/. A point that fails
+does not stop the others; the summary is rewritten as each point ends, its `status` column
+`done`, `step S/T` or `failed: …`, and the command exits 1 if any point failed.
+`--print_only` prints one `python -m ae_jax.main ...` command per point and writes
+nothing; `--summary_only` rewrites ROOT/summary.csv and ROOT/summary.md from the points'
+metrics.jsonl without training.
 """
 import csv
 import importlib.util
@@ -24,6 +34,7 @@ import itertools
 import json
 import os
 import shlex
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -39,6 +50,13 @@ def define_flags():
   flags.DEFINE_bool("print_only", False, "Print one training command per point; run nothing.")
   flags.DEFINE_bool("summary_only", False, "Only rewrite the summary from the points' metrics.")
   flags.DEFINE_multi_string("point", [], "Run only these point names (repeatable).")
+  flags.DEFINE_enum("launcher", "inline", ["inline", "local", "slurm"],
+                    "inline: in this process; local: parallel processes; slurm: a job array.")
+  flags.DEFINE_integer("max_parallel", 1, "Points running at once (local, slurm).", lower_bound=1)
+  flags.DEFINE_string("partition", None, "Slurm partition.")
+  flags.DEFINE_integer("nodes", 1, "Slurm nodes per point (more than 1: --multihost).", lower_bound=1)
+  flags.DEFINE_integer("gpus_per_node", 0, "Slurm GPUs per node.", lower_bound=0)
+  flags.DEFINE_integer("time_min", 60, "Time limit per point, minutes (local, slurm).", lower_bound=1)
   config_flags.DEFINE_config_file("config", None, "Training config file with a get_sweep().",
                                   lock_config=True)
   flags.mark_flags_as_required(["config", "workdir"])
@@ -101,11 +119,12 @@ def apply_point(base, point):
   return config
 
 
-def _command(config_path, workdir, point, overrides):
-  args = ["python", "-m", "ae_jax.main", f"--config={config_path}",
+def command(config_path, workdir, point, overrides, python="python", multihost=False):
+  """The `ae_jax.main` argv that trains `point` in WORKDIR/<point-name>."""
+  args = [python, "-m", "ae_jax.main", f"--config={config_path}",
           f"--workdir={os.path.join(workdir, point_name(point))}"]
   args += [f"--config.{k}={_format(v)}" for k, v in {**overrides, **point}.items()]
-  return " ".join(shlex.quote(a) for a in args)
+  return args + (["--multihost"] if multihost else [])
 
 
 def _final(rows, key):
@@ -120,8 +139,9 @@ def _total_steps(point_dir):
   return derived.get("total_steps", saved["num_epochs"] * derived["steps_per_epoch"])
 
 
-def summarize(workdir, points):
-  """Writes summary.csv and summary.md (final train/eval metrics per point); returns the rows."""
+def summarize(workdir, points, failed=None):
+  """Writes summary.csv and summary.md (final train/eval metrics per point, `failed` {name:
+  error} marked); returns the rows."""
   rows = []
   for point in points:
     name = point_name(point)
@@ -131,6 +151,8 @@ def summarize(workdir, points):
     if metrics and os.path.isfile(os.path.join(workdir, name, "config.json")):
       total = _total_steps(os.path.join(workdir, name))
       status = "done" if metrics[-1]["step"] >= total else f"step {metrics[-1]['step']}/{total}"
+    if (failed or {}).get(name) and status != "done":
+      status = f"failed: {failed[name]}".replace("|", "/")
     rows.append({"point": name, **{k: _format(v) for k, v in point.items()}, "status": status,
                  "step": metrics[-1]["step"] if metrics else "",
                  "train_loss": train_line.get("train_loss", ""),
@@ -146,6 +168,47 @@ def summarize(workdir, points):
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   return lines
+
+
+def run_inline(points, configs, root):
+  """Trains the points one after another in this process; returns {name: error} of the failed
+  (stops at a signal: rerunning resumes)."""
+  from ae_jax import train  # pylint: disable=g-import-not-at-top  (imports JAX)
+  failed = {}
+  for i, (p, config) in enumerate(zip(points, configs)):
+    name = point_name(p)
+    print(f"=== sweep point {i + 1}/{len(points)}: {name}", flush=True)
+    try:
+      state = train.train_and_evaluate(config, os.path.join(root, name))
+    except errors.UserError as e:  # a diverged or failed point does not end the sweep
+      print(f"point {name} failed: {e}", flush=True)
+      failed[name] = str(e)
+      summarize(root, points, failed)
+      continue
+    summarize(root, points, failed)
+    if int(state.step) < _total_steps(os.path.join(root, name)):
+      print("sweep stopped (signal); rerun the same command to resume", flush=True)
+      break
+  return failed
+
+
+def run_jobs(points, config_path, overrides, root):
+  """Runs the points as submitit jobs (`--launcher=local|slurm`); returns {name: error}."""
+  from ae_jax import launch  # pylint: disable=g-import-not-at-top  (imports submitit)
+  ex = launch.executor(FLAGS.launcher, os.path.join(root, "jobs"), partition=FLAGS.partition,
+                       nodes=FLAGS.nodes, gpus_per_node=FLAGS.gpus_per_node,
+                       time_min=FLAGS.time_min, max_parallel=FLAGS.max_parallel)
+  python = sys.executable if FLAGS.launcher == "local" else "python"
+  commands = {point_name(p): command(config_path, root, p, overrides, python, FLAGS.nodes > 1)
+              for p in points}
+  failed = {}
+
+  def on_finish(name, error):
+    print(f"point {name}: " + (f"failed: {error}" if error else "finished"), flush=True)
+    failed.update({name: error} if error else {})
+    summarize(root, points, failed)
+
+  return launch.run(ex, commands, max_parallel=FLAGS.max_parallel, on_finish=on_finish)
 
 
 def main(argv):
@@ -165,28 +228,22 @@ def main(argv):
     train.validate(config)
   if FLAGS.print_only:
     for p in points:
-      print(_command(config_path, FLAGS.workdir, p, overrides))
+      print(" ".join(shlex.quote(a) for a in command(config_path, FLAGS.workdir, p, overrides)))
     return
   os.makedirs(FLAGS.workdir, exist_ok=True)
   with open(os.path.join(FLAGS.workdir, "sweep.json"), "w") as f:
     json.dump({"config": config_path, "overrides": overrides,
                "points": {point_name(p): p for p in points}}, f, indent=2, default=list)
-  if not FLAGS.summary_only:
-    for i, (p, config) in enumerate(zip(points, configs)):
-      name = point_name(p)
-      if FLAGS.point and name not in FLAGS.point:
-        continue
-      print(f"=== sweep point {i + 1}/{len(points)}: {name}", flush=True)
-      try:
-        state = train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))
-      except errors.NonFiniteLoss as e:  # one diverging point does not end the sweep
-        print(f"point {name} diverged: {e}", flush=True)
-        continue
-      if int(state.step) < _total_steps(os.path.join(FLAGS.workdir, name)):
-        print("sweep stopped (signal); rerun the same command to resume", flush=True)
-        break
-  lines = summarize(FLAGS.workdir, points)
+  chosen = [(p, c) for p, c in zip(points, configs) if not FLAGS.point or point_name(p) in FLAGS.point]
+  failed = {}
+  if not FLAGS.summary_only and FLAGS.launcher == "inline":
+    failed = run_inline([p for p, _ in chosen], [c for _, c in chosen], FLAGS.workdir)
+  elif not FLAGS.summary_only:
+    failed = run_jobs([p for p, _ in chosen], config_path, overrides, FLAGS.workdir)
+  lines = summarize(FLAGS.workdir, points, failed)
   print(f"\nsummary of {len(points)} points in {FLAGS.workdir}/summary.csv:\n" + "\n".join(lines))
+  if failed:
+    errors.fail(f"{len(failed)} of {len(chosen)} sweep points failed: {', '.join(failed)}", 1)
 
 
 if __name__ == "__main__":

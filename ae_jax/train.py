@@ -228,8 +228,10 @@ def train_and_evaluate(config, workdir):
   """Trains (or resumes, or extends) the run in `workdir`; returns the last `TrainState`
   (its step is short of the total when SIGTERM/SIGINT stopped the run). A classifier
   then runs its self-training rounds (each a run of its own in WORKDIR/roundR) and writes
-  WORKDIR/result.json."""
-  with faults.StopSignal() as stop:
+  WORKDIR/result.json. A live run holding `workdir` (WORKDIR/.lock) is an error."""
+  validate(config)
+  run_config.check_writable(workdir)
+  with faults.StopSignal() as stop, faults.WorkdirLock(workdir):
     state, run = train_one(config, workdir, stop)
     if not classifying(config):
       return state
@@ -306,7 +308,7 @@ def train_loop(config, workdir, run, state, meta, stop):
         log_line(config, state, step, s, writer, progress)
         zero_log_sums = True
       if s.at_epochs(step, s.eval_every) and val_source is not None:
-        ev = eval_line(evaluate, state, val_source, step, s, writer)
+        ev = eval_line(evaluate, state, val_source, step, s, writer, guard)
         if best is not None:
           guard.check()
           best.update(state, ev, step // s.steps_per_epoch)
@@ -338,9 +340,11 @@ def log_line(config, state, step, schedule, writer, progress):
                 num_epochs=schedule.epochs)
 
 
-def eval_line(evaluate, state, val_source, step, schedule, writer):
-  """Evaluates on the validation set; writes, prints and returns the means."""
+def eval_line(evaluate, state, val_source, step, schedule, writer, guard):
+  """Evaluates on the validation set; writes, prints and returns the means (`NonFiniteLoss`
+  before writing when they are not finite)."""
   ev = jax.device_get(evaluate(train_state.variables(state), val_source))
+  guard.check_eval(ev, step)
   writer.write(step, {"eval_loss": ev.pop("eval_loss"), **{f"eval_{k}": v for k, v in ev.items()}})
   print(f"  eval after epoch {step // schedule.steps_per_epoch}: " +
         ", ".join(f"{k} {float(v):.4g}" for k, v in ev.items()), flush=True)

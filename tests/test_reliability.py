@@ -230,15 +230,17 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
   err = capsys.readouterr().err
   assert exit_.value.code == errors.NonFiniteLoss.exit_code != 0
   lines = [l for l in err.splitlines() if l.startswith("error:")]
-  found = re.fullmatch(r"error: non-finite loss at step (\d+); kept the last good checkpoint "
-                       r"\(step (\d+)\)", lines[0])
+  # Either a train step's loss turns non-finite first, or the eval at an epoch end does.
+  found = re.fullmatch(r"error: non-finite (eval )?loss (at|after) step (\d+); kept the last "
+                       r"good checkpoint \(step (\d+)\)", lines[0])
   assert len(lines) == 1 and found, err
-  bad, kept = int(found[1]), int(found[2])
+  in_eval, bad, kept = bool(found[1]), int(found[3]), int(found[4])
   spe, total = json.load(open(os.path.join(workdir, "config.json")))["derived"]["steps_per_epoch"], 60
   assert spe == 3 and spe <= bad < total, bad
-  # The kept checkpoint is the newest epoch end at or before the bad step: its state is the
-  # one before step `bad` ran when `bad` starts an epoch (kept == bad), an earlier one if not.
-  assert kept == bad - bad % spe and saved_steps(workdir)[-1] == kept
+  # The kept checkpoint is the newest epoch end before the bad state: the one before step
+  # `bad` ran (kept == bad when `bad` starts an epoch, earlier if not), or for a bad eval
+  # after step `bad` (an epoch end) the epoch before it.
+  assert kept == (bad - spe if in_eval else bad - bad % spe) and saved_steps(workdir)[-1] == kept
   for line in open(os.path.join(workdir, "metrics.jsonl")):
     assert all(np.isfinite(v) for v in json.loads(line).values())
   for s in saved_steps(workdir):  # every checkpoint holds a finite state
@@ -246,7 +248,7 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
     assert int(state.step) == s <= kept
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
   # Replaying one step at a time from the kept checkpoint: finite until `bad`, not at `bad`.
-  ds, _ = data.split(data.load(config.dataset), config.val_fraction, config.seed)
+  ds, val = data.split(data.load(config.dataset), config.val_fraction, config.seed)
   model = models.build(config, ds.image_shape)
   tx = train_state.optimizer(config, len(ds) // config.batch_size)
   mesh = steps.make_mesh(config.batch_size)
@@ -254,9 +256,12 @@ def test_non_finite_loss_stops_at_the_first_bad_step_and_keeps_good_checkpoints(
   chunk = steps.make_train_call(model, tx, config, n_train=len(ds), mesh=mesh)
   state, images = steps.replicate((state, ds.images), mesh)
   perm = steps.epoch_order(config, len(ds), kept, mesh)
-  for s in range(kept, bad + 1):
+  for s in range(kept, bad if in_eval else bad + 1):
     state, perm, first_bad = chunk(state, perm, images, 1, False)
     assert int(first_bad) == (bad if s == bad else -1), s
+  if in_eval:  # the train steps up to `bad` were finite; the eval after them is not
+    ev = steps.make_eval(model, config, mesh)(train_state.variables(state), steps.replicate(val.images, mesh))
+    assert not np.isfinite(float(ev["eval_loss"]))
   # Rerunning resumes from the kept checkpoint, meets the same step and leaves the checkpoints.
   before = tree_hash(os.path.join(workdir, checkpoint.SUBDIR))
   with pytest.raises(SystemExit) as exit_:
