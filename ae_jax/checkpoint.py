@@ -30,7 +30,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from ae_jax import errors
+from ae_jax import distributed, errors
 
 SUBDIR = "checkpoints"
 CORRUPT_SUBDIR = "checkpoints_corrupt"
@@ -72,11 +72,14 @@ def save(mngr, state, meta, step=None):
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                             meta=ocp.args.JsonSave(meta)), force=True)
     mngr.wait_until_finished()
-    with open(os.path.join(path, MANIFEST + ".tmp"), "w") as f:
-      json.dump(_file_sums(path), f, indent=0, sort_keys=True)
-    os.replace(os.path.join(path, MANIFEST + ".tmp"), os.path.join(path, MANIFEST))
+    if distributed.is_primary():
+      with open(os.path.join(path, MANIFEST + ".tmp"), "w") as f:
+        json.dump(_file_sums(path), f, indent=0, sort_keys=True)
+      os.replace(os.path.join(path, MANIFEST + ".tmp"), os.path.join(path, MANIFEST))
+    distributed.barrier(f"manifest {step}")
   except (OSError, ValueError) as e:  # tensorstore reports ENOSPC as ValueError
-    _discard_unfinished(mngr, step)
+    if distributed.is_primary():
+      _discard_unfinished(mngr, step)
     kept = [s for s in steps(mngr) if s != step]
     raise errors.SaveFailed(
         f"cannot save the checkpoint {path}: {_reason(e)}; "
@@ -200,13 +203,21 @@ def _read(mngr, step, abstract_state):
     asyncio_log.setLevel(logging.CRITICAL)
     try:
       out = mngr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+          state=ocp.args.StandardRestore(_on_this_process(abstract_state)),
+          meta=ocp.args.JsonRestore()))
       return out["state"], dict(out["meta"] or {}), None
     except Exception as e:  # pylint: disable=broad-except  (orbax raises many types)
       why = _first_line(e)
     finally:
       asyncio_log.setLevel(level)
   return None, None, why
+
+
+def _on_this_process(tree):
+  """Shape-only leaves placed on this process's first device, whatever topology (hosts,
+  devices) saved the checkpoint; the caller replicates them onto its mesh."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), tree)
 
 
 def read_meta(mngr, step):
@@ -241,7 +252,7 @@ def restore_newest(mngr, abstract_state, step=None):
 def set_aside(mngr, damaged):
   """Moves damaged checkpoints to WORKDIR/checkpoints_corrupt/ (kept, never deleted), freeing their steps."""
   root = os.path.join(os.path.dirname(str(mngr.directory)), CORRUPT_SUBDIR)
-  for s in damaged:
+  for s in damaged if distributed.is_primary() else ():
     dest, n = os.path.join(root, str(s)), 0
     while os.path.exists(dest):
       n += 1
@@ -249,6 +260,7 @@ def set_aside(mngr, damaged):
     os.makedirs(root, exist_ok=True)
     shutil.move(step_dir(mngr, s), dest)
     _warn(f"moved the unreadable checkpoint {step_dir(mngr, s)} to {dest}")
+  distributed.barrier("set aside")
   mngr.reload()
 
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_jax import checkpoint, errors, train_state
+from ae_jax import checkpoint, distributed, errors, train_state
 
 
 class StopSignal:
@@ -130,7 +130,7 @@ class WorkdirLock:
     self.path, self.owned, self.made_dir = os.path.join(workdir, LOCK), False, False
 
   def __enter__(self):
-    if jax.process_index() != 0:
+    if not distributed.is_primary():
       return self
     workdir = os.path.dirname(self.path)
     self.made_dir = not os.path.isdir(workdir)

@@ -10,6 +10,8 @@ import json
 import os
 import time
 
+from ae_jax import distributed
+
 METRICS = "metrics.jsonl"
 
 
@@ -29,19 +31,24 @@ def read_metrics(workdir):
 
 
 class MetricsWriter:
-  """Appends metric lines; on resume drops lines past the restored step (they are redone)."""
+  """Appends metric lines; on resume drops lines past the restored step (they are redone).
+  Process 0 alone writes."""
 
   def __init__(self, workdir, resume_step):
     self.path = os.path.join(workdir, METRICS)
+    self._workdir, self._tb = workdir, None
+    self.enabled = distributed.is_primary()  # one writer for the whole job
+    if not self.enabled:
+      return
     kept = [m for m in read_metrics(workdir) if m["step"] <= resume_step]
     with open(self.path + ".tmp", "w") as f:  # replaced atomically: a kill never loses history
       f.writelines(json.dumps(m) + "\n" for m in kept)
     os.replace(self.path + ".tmp", self.path)
-    self._workdir = workdir
-    self._tb = None
 
   def write(self, step, metrics):
     """Appends one JSON line {'step', **metrics} and the same values as TensorBoard scalars."""
+    if not self.enabled:
+      return
     line = {"step": int(step), **{k: float(v) if not isinstance(v, int) else v for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(line) + "\n")

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 
-from ae_jax import checkpoint, errors, models, report, transfer
+from ae_jax import checkpoint, distributed, errors, models, report, transfer
 
 
 # Keys (top-level sections or full dotted names) that may change between runs on one
@@ -87,7 +87,14 @@ def check(config, path):
 
 def wipe(path):
   """Removes a previous run's checkpoints, metrics and config (`--config.overwrite=True`),
-  and a classifier's best checkpoint, self-training rounds and result."""
+  and a classifier's best checkpoint, self-training rounds and result (process 0; every
+  process returns once it is done)."""
+  if distributed.is_primary():
+    _remove_run(path)
+  distributed.barrier("wipe")
+
+
+def _remove_run(path):
   rounds = [d for d in os.listdir(path) if re.fullmatch(r"round\d+", d)] if os.path.isdir(path) else []
   for sub in (checkpoint.SUBDIR, transfer.BEST, *rounds):
     shutil.rmtree(os.path.join(path, sub), ignore_errors=True)
@@ -97,7 +104,10 @@ def wipe(path):
 
 
 def write(path, config, derived):
-  """Writes `config.json` (the resolved config plus `derived`) by rename, so a kill never truncates it."""
+  """Writes `config.json` (the resolved config plus `derived`) by rename, so a kill never
+  truncates it (process 0 alone)."""
+  if not distributed.is_primary():
+    return
   os.makedirs(path, exist_ok=True)
   file = os.path.join(path, checkpoint.CONFIG)
   with open(file + ".tmp", "w") as f:

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 
-from ae_jax import checkpoint, data, errors, faults, figures, models, pixels, report, run_config
+from ae_jax import checkpoint, data, distributed, errors, faults, figures, models, pixels, report, run_config
 from ae_jax import steps
 from ae_jax import train_state, transfer
 
@@ -98,7 +98,10 @@ def init_from(state, source):
 
 
 def write_plots(config, workdir, model, variables, ds):
-  """loss_curve.png, and for an autoencoder reconstructions.png (originals above them)."""
+  """loss_curve.png, and for an autoencoder reconstructions.png (originals above them);
+  process 0 alone."""
+  if not distributed.is_primary():
+    return
   figures.loss_curve(report.read_metrics(workdir), os.path.join(workdir, "plots", "loss_curve.png"))
   if not classifying(config):
     figures.save_reconstructions(workdir, model, variables, ds, config.reconstruction_indices)

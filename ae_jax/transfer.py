@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ae_jax import checkpoint, data, errors, models
+from ae_jax import checkpoint, data, distributed, errors, models
 from ae_jax.models.mlp import MLPStack
 
 MODES = ("scratch", "frozen", "finetune")
@@ -219,9 +219,10 @@ def write_result(config, workdir, last_round_dir, test):
                                                                  test.labels)),
                 best_epoch=meta["epoch"], num_params=models.count_params(variables["params"]),
                 size_mb=size, mode=config.mode, self_train_rounds=config.self_train.rounds)
-  with open(os.path.join(workdir, RESULT + ".tmp"), "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(os.path.join(workdir, RESULT + ".tmp"), os.path.join(workdir, RESULT))
+  if distributed.is_primary():
+    with open(os.path.join(workdir, RESULT + ".tmp"), "w") as f:
+      json.dump(result, f, indent=2)
+    os.replace(os.path.join(workdir, RESULT + ".tmp"), os.path.join(workdir, RESULT))
   print(f"best epoch {result['best_epoch']}: val acc {result['val_acc']:.3f}, "
         f"test acc {result['test_acc']:.3f} ({result['num_params']:,} parameters, "
         f"{size:.2f} MB)", flush=True)
