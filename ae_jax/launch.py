@@ -27,10 +27,11 @@ def executor(kind, folder, *, partition=None, nodes=1, gpus_per_node=0, cpus_per
     ex.update_parameters(timeout_min=time_min)
     return ex
   ex = submitit.AutoExecutor(folder, cluster="slurm")
+  optional = {"slurm_partition": partition, "gpus_per_node": gpus_per_node,
+              "cpus_per_task": cpus_per_task}
   ex.update_parameters(timeout_min=time_min, nodes=nodes, tasks_per_node=1,
-                       gpus_per_node=gpus_per_node, slurm_array_parallelism=max_parallel,
-                       name="ae_jax", **({"slurm_partition": partition} if partition else {}),
-                       **({"cpus_per_task": cpus_per_task} if cpus_per_task else {}))
+                       slurm_array_parallelism=max_parallel, name="ae_jax",
+                       **{k: v for k, v in optional.items() if v})
   return ex
 
 

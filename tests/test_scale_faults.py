@@ -1,5 +1,6 @@
 """The faults of scale: two launches on one workdir, a disk that fills during a checkpoint
-save, and a sweep point that dies while the others run on (submitit's local executor)."""
+save, and a sweep point that dies while the others run on (submitit's local executor, and
+a one-node Slurm where .ci/slurm_up can start one)."""
 import contextlib
 import csv
 import errno
@@ -153,16 +154,30 @@ def get_sweep():
 """
 
 
+@pytest.fixture(scope="session")
+def slurm():
+  """A one-node Slurm on this machine (.ci/slurm_up), or the test is skipped saying why."""
+  up = subprocess.run(["bash", os.path.join(ROOT, ".ci", "slurm_up")], capture_output=True,
+                      text=True, timeout=900)
+  if up.returncode != 0:
+    reason = (up.stdout + up.stderr).strip().splitlines()[-1:] or ["no output"]
+    print(f"skipping the Slurm sweep: {reason[0]}")
+    pytest.skip(f"no Slurm here: {reason[0]}")
+
+
 @pytest.mark.slow
-def test_local_launcher_runs_points_as_parallel_jobs_and_a_dead_one_stops_no_other(tmp_path):
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_sweep_jobs_run_in_parallel_and_a_dead_point_stops_no_other(tmp_path, request, launcher):
+  if launcher == "slurm":
+    request.getfixturevalue("slurm")
   config = tmp_path / "sweep3.py"
   config.write_text(textwrap.dedent(SWEEP))
   root = tmp_path / "root"
-  proc = run_cli("ae_jax.sweep", f"--config={config}", f"--workdir={root}", "--launcher=local",
-                 "--max_parallel=2", timeout=600)
+  proc = run_cli("ae_jax.sweep", f"--config={config}", f"--workdir={root}",
+                 f"--launcher={launcher}", "--max_parallel=2", timeout=600)
   assert proc.returncode == 1, proc.stderr[-3000:]
-  assert proc.stderr.strip().splitlines()[-1] == (
-      "error: 1 of 3 sweep points failed: dataset=npy:no_such_images.npy")
+  assert [l for l in proc.stderr.splitlines() if l.startswith("error:")] == [
+      "error: 1 of 3 sweep points failed: dataset=npy:no_such_images.npy"], proc.stderr[-3000:]
   rows = {r["point"]: r for r in csv.DictReader(open(root / "summary.csv"))}
   assert rows["seed=0"]["status"] == rows["seed=1"]["status"] == "done"
   assert rows["dataset=npy:no_such_images.npy"]["status"].startswith("failed: error: ")
