@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ae_jax import data, errors, losses, train_state
+from ae_jax import backend, data, errors, losses, train_state
 
 
 def make_mesh(batch_size):
@@ -127,10 +127,9 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
   train-loss accumulators first (after a log line was read), so no host-side op touches the
   state between calls.
 
-  With `config.steps_per_call == 1` the call is one step with no loop around it: for models
-  whose step is long enough that dispatching it is free, and whose convolutions XLA:CPU
-  runs far slower inside a loop body (the rotation AE with `arch.loop_safe_conv=False`;
-  experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy).
+  With one step per call (`backend.steps_per_call`) the call has no loop around it: for
+  models whose step is long enough that dispatching it is free, and whose convolutions
+  XLA:CPU runs far slower inside a loop body (the residual AE on a CPU; ae_jax/backend.py).
   """
   steps_per_epoch = n_train // config.batch_size
   permutation = _permutation_fn(config, n_train)
@@ -151,7 +150,7 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
       return state, perm, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step)
 
     carry = (state, perm, jnp.full((), -1, jnp.int32))
-    if config.steps_per_call == 1:  # one step, no loop around it (num_steps is always 1)
+    if backend.steps_per_call(config) == 1:  # one step, no loop around it (num_steps is 1)
       return body(0, carry)
     # num_steps is traced: one compiled program serves every call length.
     return jax.lax.fori_loop(0, num_steps, body, carry)

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 
-from ae_jax import checkpoint, data, distributed, errors, faults, figures, models, pixels, report, run_config
+from ae_jax import backend, checkpoint, data, distributed, errors, faults, figures, models, pixels, report, run_config
 from ae_jax import steps
 from ae_jax import train_state, transfer
 
@@ -39,7 +39,7 @@ def validate(config):
   """Raises `UserError` for a config value no run can take (before anything is written)."""
   c = config
   integers = {  # name: (value, least allowed)
-      "batch_size": (c.batch_size, 1), "steps_per_call": (c.steps_per_call, 1),
+      "batch_size": (c.batch_size, 1), "steps_per_call": (c.steps_per_call, 0),
       "log_every_steps": (c.log_every_steps, 1), "eval_batch_size": (c.eval_batch_size, 1),
       "num_epochs": (c.num_epochs, 0), "min_steps": (c.get("min_steps", 0), 0),
       "checkpoint.every_epochs": (c.checkpoint.every_epochs, 1),
@@ -292,7 +292,7 @@ def train_loop(config, workdir, run, state, meta, stop):
   stopping = stop.signal is not None
   try:
     while step < s.total and not stopping:
-      k = s.call_length(step, config.steps_per_call)
+      k = s.call_length(step, backend.steps_per_call(config))
       first = not traces
       if first:
         print(f"compiling the train step (steps {step}..{s.total})", flush=True)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ae_jax import models
+from ae_jax import backend, models
 
 
 @flax.struct.dataclass
@@ -38,7 +38,7 @@ def _adam(config, learning_rate):
   """Adam (PyTorch L2 semantics) or AdamW at `learning_rate`, as a list of transforms."""
   if config.optimizer == "adam":
     parts = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
-    return parts + [scale_by_adam(), optax.scale(-learning_rate)]
+    return parts + [backend.scale_by_adam(), optax.scale(-learning_rate)]
   if config.optimizer == "adamw":
     return [optax.adamw(learning_rate, weight_decay=config.weight_decay)]
   raise ValueError(config.optimizer)
@@ -62,32 +62,6 @@ def optimizer(config, steps_per_epoch):
         rtol=config.plateau.rtol, cooldown=config.plateau.cooldown,
         accumulation_size=steps_per_epoch))
   return optax.chain(*parts)
-
-
-def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8):
-  """`optax.scale_by_adam` with the same state and math, one divide per element fewer.
-
-  optax divides by both bias corrections (x / c is not x · (1/c) in floating point, so XLA
-  keeps the divides); here they are scalar reciprocals multiplied in, which leaves one
-  divide and one sqrt per parameter. Agrees with optax to float32 rounding
-  (tests/test_train.py); it pays where that per-parameter pass is compute-bound, small
-  batches on a CPU (`python -m experiments.bench_train --cases= --ablate=mlp-8`).
-  """
-  def init_fn(params):
-    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
-                                  mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params))
-
-  def update_fn(grads, state, params=None):
-    del params
-    mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
-    nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * (g * g), state.nu, grads)
-    count = optax.safe_increment(state.count)
-    t = count.astype(jnp.float32)
-    c1, c2 = 1 / (1 - b1 ** t), 1 / (1 - b2 ** t)
-    updates = jax.tree_util.tree_map(lambda m, v: (m * c1) / (jnp.sqrt(v * c2) + eps), mu, nu)
-    return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
-
-  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def learning_rate(config, opt_state):

@@ -37,7 +37,7 @@ def get_config():
   c.pose_augment = ml_collections.ConfigDict(dict(max_degrees=0.0, max_shift=0.0))
 
   # Loop, logging, checkpoints.
-  c.steps_per_call = 32  # steps per jitted call (a fori_loop; 1: no loop); calls stop at epoch ends
+  c.steps_per_call = 0  # steps per jitted call (a fori_loop; 1: no loop; 0: ae_jax/backend.py picks)
   c.log_every_steps = 50
   c.eval_batch_size = 1000
   c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, keep=3, keep_evenly=0))

@@ -30,10 +30,6 @@ def get_config():
   c.arch.norm = "group"
   c.arch.groups = 8
   c.arch.rotation_head = "features"  # a head on the latent would make it encode orientation
-  # XLA's own conv backward pass, one step per call: XLA:CPU runs those convs far slower
-  # inside a loop (experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy).
-  c.arch.loop_safe_conv = False
-  c.steps_per_call = 1
   c.batch_size = 128
   c.num_epochs = 20
   c.min_steps = 2000

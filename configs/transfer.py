@@ -29,7 +29,6 @@ def get_config(variant="000"):
     from configs import rotation  # pylint: disable=g-import-not-at-top
     ae = rotation.get_config()
     c.model, c.arch, c.pixel_range = ae.model, ae.arch, ae.pixel_range
-    c.arch.loop_safe_conv = True  # an epoch's steps run in one lax loop (ae_jax/models/layers.py)
     c.head = (64,)
   elif variant == "003":
     c.arch = ml_collections.ConfigDict(dict(hidden=(500, 100), latent_dim=20, batch_norm=True,

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 import optax
 
-from ae_jax import data, models, steps, train_state
+from ae_jax import backend, data, models, steps, train_state
 from ae_jax.models import fastconv
 
 # name → (config module, config overrides); batch_size/steps_per_call not given = the
@@ -85,7 +85,7 @@ def load_config(module, overrides, steps_per_call):
 
 def _call_steps(config, steps_per_epoch, step):
   """Steps in the next call, cut at the epoch's end as train.py does."""
-  return min(config.steps_per_call, steps_per_epoch - step % steps_per_epoch)
+  return min(backend.steps_per_call(config), steps_per_epoch - step % steps_per_epoch)
 
 
 class JaxSide:
@@ -111,7 +111,8 @@ class JaxSide:
 
   def flops_per_step(self):
     """XLA's flop count of the chunk, whose loop body (one step) it counts once."""
-    cost = self.chunk.lower(self.state, self.perm, self.images, self.config.steps_per_call, False)
+    cost = self.chunk.lower(self.state, self.perm, self.images,
+                            backend.steps_per_call(self.config), False)
     cost = cost.cost_analysis()
     return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
 
@@ -143,7 +144,7 @@ def _replaced(config):
   replaced."""
   same = contextlib.nullcontext()
   variants = {"sort per call": (SortPerCall, same, {}),
-              "optax.scale_by_adam": (JaxSide, mock.patch.object(train_state, "scale_by_adam",
+              "optax.scale_by_adam": (JaxSide, mock.patch.object(backend, "cpu_scale_by_adam",
                                                                  optax.scale_by_adam), {})}
   for name, option in (("XLA's default copy insertion", "xla_cpu_copy_insertion_use_region_analysis"),
                        ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width")):
@@ -151,9 +152,8 @@ def _replaced(config):
     variants[name] = (JaxSide, mock.patch.dict(steps._CPU_OPTIONS, without, clear=True), {})  # pylint: disable=protected-access
   if config.model != "mlp":
     variants["matmul calls for K ≤ 9"] = (JaxSide, mock.patch.object(fastconv, "FMA_MAX_K", 0), {})
-  if not config.arch.get("loop_safe_conv", True):
-    variants["loop-safe convs, 32 steps per call"] = (
-        JaxSide, same, {"arch.loop_safe_conv": True, "steps_per_call": 32})
+  if backend.steps_per_call(config) == 1:
+    variants["loop-safe convs, 32 steps per call"] = (JaxSide, same, {"steps_per_call": 32})
   return variants
 
 

@@ -181,18 +181,11 @@ def test_rotation_batch_norm_variant_updates_running_stats():
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
-def test_rotation_pads_odd_sizes_and_loop_safe_switch_keeps_values():
+def test_rotation_pads_odd_sizes_back():
   shape = (27, 30, 1)
-  safe, variables = _build("rotation", shape, **SMALL["resnet"], **{"arch.loop_safe_conv": True})
-  xla = models.build(configs.load("rotation", **SMALL["resnet"], **{"arch.loop_safe_conv": False}),
-                     shape)
-  x = _images(shape) * 2 - 1
-  loss = lambda m: jax.jit(jax.value_and_grad(
-      lambda p: jnp.mean((m.apply({"params": p}, x)["recon"] - x) ** 2)))
-  (l1, g1), (l2, g2) = (loss(m)(variables["params"]) for m in (safe, xla))
-  np.testing.assert_allclose(l1, l2, rtol=1e-5)
-  for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
-    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+  model, variables = _build("rotation", shape, **SMALL["resnet"])
+  out = model.apply(variables, _images(shape) * 2 - 1)
+  assert out["recon"].shape == (3, *shape) and float(jnp.abs(out["recon"]).max()) <= 1
 
 
 # conv2d: (input shape, kernel shape, strides, padding, lhs dilation)
@@ -231,7 +224,7 @@ def test_conv_transpose_is_pytorchs(n, k, s, p, op):
                                             dimension_numbers=layers.DIMENSIONS)
   _, vjp = jax.vjp(conv, jnp.zeros((2, m, m, 3)))
   assert conv(jnp.zeros((2, m, m, 3))).shape[1] == n
-  layer = layers.ConvTranspose(3, k, stride=s, padding=p, output_padding=op)
+  layer = layers.conv_transpose(3, k, stride=s, padding=p, output_padding=op)
   params = {"params": {"kernel": jnp.flip(w, (0, 1)).swapaxes(2, 3), "bias": jnp.zeros(3)}}
   y = layer.apply(params, u)
   assert y.shape == (2, m, m, 3)

@@ -30,6 +30,9 @@ _REGISTRY = {
 }
 # Names models had before; a workdir's config.json may still hold them.
 ALIASES = {"rotation": "resnet"}
+# arch keys of earlier versions, now chosen by backend (ae_jax/backend.py); ignored.
+RETIRED_ARCH_KEYS = ("loop_safe_conv",)
+_NOT_ARCH = {"parent", "name", "image_shape", "pixel_range", "impl"}
 
 def names():
   """The registered model names."""
@@ -48,9 +51,8 @@ def model_class(name: str):
 def check_arch(config):
   """`config.model` is registered and every `config.arch` key is a field of it."""
   cls = model_class(config.model)
-  fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "image_shape",
-                                                        "pixel_range"}
-  unknown = sorted(set(config.arch.keys()) - fields)
+  fields = {f.name for f in dataclasses.fields(cls)} - _NOT_ARCH
+  unknown = sorted(set(config.arch.keys()) - fields - set(RETIRED_ARCH_KEYS))
   if unknown:
     raise errors.UserError(f"config.arch.{unknown[0]} is not a field of model {config.model!r}; "
                            f"its fields are {', '.join(sorted(fields))}")
@@ -58,11 +60,16 @@ def check_arch(config):
 
 
 def build(config, image_shape):
-  """Returns the Linen module for `config.model` over images of `image_shape` (H, W, C)."""
+  """Returns the Linen module for `config.model` over images of `image_shape` (H, W, C), its
+  layers implemented for JAX's backend (ae_jax/backend.py)."""
+  from ae_jax import backend  # pylint: disable=g-import-not-at-top  (backend imports models.layers)
   cls = check_arch(config)
+  arch = {k: tuple(v) if isinstance(v, list) else v for k, v in config.arch.to_dict().items()
+          if k not in RETIRED_ARCH_KEYS}
+  if "impl" in {f.name for f in dataclasses.fields(cls)}:
+    arch["impl"] = backend.model_impl(config)
   return cls(image_shape=tuple(int(s) for s in image_shape),
-             pixel_range=pixels.parse(config.pixel_range),
-             **{k: tuple(v) if isinstance(v, list) else v for k, v in config.arch.to_dict().items()})
+             pixel_range=pixels.parse(config.pixel_range), **arch)
 
 
 def init(model, rng, image_shape):

@@ -16,13 +16,14 @@ Parameters: 289·C + 111,776, i.e. 112,065 for C = 1 and 112,643 for C = 3.
     variables = model.init(rng, x_BHWC, train=False)   # 112,065 parameters
     out = model.apply(variables, x_BHWC)                 # out['recon']: B×28×28×1, out['z']: B×1024
 """
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 
-from ae_jax import pixels
+from ae_jax import backend, pixels
 from ae_jax.models import output_activation as _activation
-from ae_jax.models.layers import Conv, ConvTranspose, crop_to, pad_to
+from ae_jax.models.layers import conv_transpose, crop_to, pad_to
 
 
 def _fit_size(n: int) -> int:
@@ -35,7 +36,7 @@ class ConvAutoencoder(nn.Module):
 
   image_shape: Sequence[int]
   pixel_range: pixels.PixelRange = pixels.UNIT  # inputs arrive and recons leave in it
-  loop_safe_conv: bool = True  # see ae_jax/models/layers.py
+  impl: backend.Impl = backend.STOCK  # how the convs run; models.build picks it by backend
 
   @property
   def _padded_hw(self):
@@ -46,14 +47,14 @@ class ConvAutoencoder(nn.Module):
     return tuple((n + 3) // 4 - 4 for n in self._padded_hw)
 
   def setup(self):
-    safe = self.loop_safe_conv
-    self.conv1 = Conv(16, 3, strides=2, padding=1, loop_safe=safe)
-    self.conv2 = Conv(32, 3, strides=2, padding=1, loop_safe=safe)
-    self.conv3 = Conv(64, 5, padding="VALID", loop_safe=safe)
-    self.tconv1 = ConvTranspose(32, 5, loop_safe=safe)
-    self.tconv2 = ConvTranspose(16, 3, stride=2, padding=1, output_padding=1, loop_safe=safe)
-    self.tconv3 = ConvTranspose(self.image_shape[-1], 3, stride=2, padding=2, output_padding=1,
-                                loop_safe=safe)
+    conv = functools.partial(nn.Conv, conv_general_dilated=self.impl.conv)
+    tconv = functools.partial(conv_transpose, conv_general_dilated=self.impl.conv)
+    self.conv1 = conv(16, (3, 3), strides=2, padding=1)
+    self.conv2 = conv(32, (3, 3), strides=2, padding=1)
+    self.conv3 = conv(64, (5, 5), padding="VALID")
+    self.tconv1 = tconv(32, 5)
+    self.tconv2 = tconv(16, 3, stride=2, padding=1, output_padding=1)
+    self.tconv3 = tconv(self.image_shape[-1], 3, stride=2, padding=2, output_padding=1)
 
   def encode(self, x_BHWC, *, train: bool = False):
     """Images in `pixel_range` → latents (B, D)."""

@@ -1,30 +1,29 @@
-"""Convolution layers and helpers shared by the conv models (NHWC images, HWIO kernels).
+"""Layers and helpers shared by the conv models (NHWC images, HWIO kernels), and the XLA:CPU
+forms of their convolutions and GroupNorm that ae_jax/backend.py picks on a CPU.
 
-`Conv` and `ConvTranspose` hold the same parameters as flax's `nn.Conv`/`nn.ConvTranspose`
-('kernel' k×k×C×O, 'bias' O) and compute the same forward pass. Their backward pass is
-chosen by `loop_safe`:
+The models use flax's own `nn.Conv` (a PyTorch-style transposed conv is `conv_transpose`:
+an `nn.Conv` with `input_dilation`) and `nn.GroupNorm`. On a CPU, `ae_jax.backend` hands
+`nn.Conv` one of these as its `conv_general_dilated`:
 
-- `loop_safe=True` (default): a hand-written backward pass that stays fast inside lax loops
+- `cpu_conv_loop_safe`: a hand-written backward pass that stays fast inside lax loops
   (the training step runs in `lax.fori_loop`): the input gradient as a forward-form
-  convolution with the flipped, transposed kernel, the kernel gradient as one im2col matmul.
-- `loop_safe=False`: XLA's own backward pass, for steps compiled without a loop around them
-  (configs/rotation.py pairs it with `steps_per_call=1`).
+  convolution with the flipped, transposed kernel, the kernel gradient as one im2col matmul;
+- `cpu_conv_xla_vjp`: XLA's own backward pass, for steps compiled without a loop around
+  them (one step per call);
 
-Why two: XLA:CPU's autodiff convs are slow inside loop bodies and fast outside them;
-experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy. Either way the
-convolutions XLA:CPU runs badly even outside loops (transposed convs and other expanding
-ones, strided ones) take `fastconv`'s matmul forms.
+and either way the convolutions XLA:CPU runs badly even outside loops (transposed convs and
+other expanding ones, strided ones) take `fastconv`'s matmul forms
+(experiments/README.md#training-speed-ae_jax-vs-pytorch-bench_trainpy). `GroupNorm` here
+computes flax's GroupNorm from per-channel means, cheaper on XLA:CPU.
 
-`ConvTranspose` follows PyTorch's `ConvTranspose2d(kernel, stride, padding, output_padding)`:
+`conv_transpose` follows PyTorch's `ConvTranspose2d(kernel, stride, padding, output_padding)`:
 output size (n − 1)·stride + kernel − 2·padding + output_padding.
 
-    y = Conv(32, 3, strides=2, padding=1).apply(variables, x_BHWC)
-    y = ConvTranspose(16, 3, stride=2, padding=1, output_padding=1).apply(variables, y)
+    y = nn.Conv(32, (3, 3), strides=2, padding=1).apply(variables, x_BHWC)
+    y = conv_transpose(16, 3, stride=2, padding=1, output_padding=1).apply(variables, y)
     x = depth_to_space(y_BHW4C)                # pixel shuffle ×2
 """
 import functools
-import math
-from typing import Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -65,78 +64,43 @@ def _conv2d_bwd(strides, padding, lhs_dilation, residuals, dy):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-def _pairs(value, n=2):
-  """An int as an n-tuple of itself; a sequence as a tuple."""
-  return (value,) * n if isinstance(value, int) else tuple(value)
-
-
 def _xla_conv2d(x, w, strides, padding, lhs_dilation=(1, 1)):
   """`lax.conv_general_dilated` (NHWC, HWIO) with XLA's own autodiff backward pass."""
   return lax.conv_general_dilated(x, w, strides, padding, lhs_dilation=lhs_dilation,
                                   dimension_numbers=fastconv.DIMENSIONS)
 
 
-# Both send expanding convolutions (transposed convs, outputs smaller than the kernel) and
-# strided ones to fastconv's matmul forms; they differ in the backward pass of the rest.
-_CONV2D_CUSTOM_VJP = fastconv.route(conv2d)  # hand-written backward pass (loop_safe=True)
-_CONV2D_XLA_VJP = fastconv.route(_xla_conv2d)  # XLA's autodiff backward pass (loop_safe=False)
+def _for_nn_conv(conv2d):
+  """`conv2d` behind `lax.conv_general_dilated`'s signature, for `nn.Conv(conv_general_dilated=…)`;
+  what it does not cover (grouped or kernel-dilated convs, other layouts) goes to lax."""
+  conv2d = fastconv.route(conv2d)
+
+  def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                           rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                           **kwargs):
+    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, fastconv.DIMENSIONS)
+    if (lhs.ndim != 4 or feature_group_count != 1 or tuple(rhs_dilation or (1, 1)) != (1, 1)
+        or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != nhwc):
+      return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                      rhs_dilation, dimension_numbers, feature_group_count,
+                                      **kwargs)
+    if isinstance(padding, str):
+      padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+    return conv2d(lhs, rhs, tuple(window_strides), padding, tuple(lhs_dilation or (1, 1)))
+
+  return conv_general_dilated
 
 
-def _convolve(x, kernel, strides, padding, lhs_dilation, loop_safe):
-  """The routed convolution, with the hand-written backward pass when `loop_safe`."""
-  if loop_safe:
-    return _CONV2D_CUSTOM_VJP(x, kernel, strides, padding, lhs_dilation)
-  return _CONV2D_XLA_VJP(x, kernel, strides, padding, lhs_dilation)
+cpu_conv_loop_safe = _for_nn_conv(conv2d)  # hand-written backward pass
+cpu_conv_xla_vjp = _for_nn_conv(_xla_conv2d)  # XLA's autodiff backward pass
 
 
-class Conv(nn.Module):
-  """2-D convolution like `nn.Conv`: padding 'SAME', 'VALID', an int or ((lo, hi), (lo, hi))."""
-
-  features: int
-  kernel_size: Union[int, Sequence[int]]
-  strides: Union[int, Sequence[int]] = 1
-  padding: Union[str, int, Sequence[Sequence[int]]] = "SAME"
-  use_bias: bool = True
-  # True: hand-written backward pass that stays fast inside lax loops; False: XLA's own.
-  loop_safe: bool = True
-
-  @nn.compact
-  def __call__(self, x):
-    kernel_hw, strides = _pairs(self.kernel_size), _pairs(self.strides)
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (*kernel_hw, x.shape[-1], self.features))
-    if isinstance(self.padding, str):
-      padding = tuple(lax.padtype_to_pads(x.shape[1:3], kernel_hw, strides, self.padding))
-    elif isinstance(self.padding, int):
-      padding = ((self.padding, self.padding),) * 2
-    else:
-      padding = tuple(tuple(p) for p in self.padding)
-    y = _convolve(x, kernel.astype(x.dtype), strides, padding, (1, 1), self.loop_safe)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
-    return y
-
-
-class ConvTranspose(nn.Module):
-  """PyTorch-style transposed convolution (same parameter shapes as `nn.ConvTranspose`)."""
-
-  features: int
-  kernel_size: int
-  stride: int = 1
-  padding: int = 0
-  output_padding: int = 0
-  # True: hand-written backward pass that stays fast inside lax loops; False: XLA's own.
-  loop_safe: bool = True
-
-  @nn.compact
-  def __call__(self, x):
-    k = self.kernel_size
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (k, k, x.shape[-1], self.features))
-    lo = k - 1 - self.padding
-    pads = ((lo, lo + self.output_padding),) * 2
-    y = _convolve(x, kernel.astype(x.dtype), (1, 1), pads, (self.stride,) * 2, self.loop_safe)
-    return y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+def conv_transpose(features, kernel_size, stride=1, padding=0, output_padding=0, **kwargs):
+  """PyTorch's ConvTranspose2d as flax's `nn.Conv` over the stride-dilated input (kernel
+  k×k×C×features, unflipped, as `nn.ConvTranspose` holds it)."""
+  lo = kernel_size - 1 - padding
+  return nn.Conv(features, (kernel_size, kernel_size), padding=((lo, lo + output_padding),) * 2,
+                 input_dilation=(stride, stride), **kwargs)
 
 
 def depth_to_space(x_BHWC, block: int = 2):
@@ -156,7 +120,7 @@ def space_to_depth(x_BHWC, block: int = 2):
 
 
 class GroupNorm(nn.Module):
-  """GroupNorm from per-channel spatial means of x and x² ('scale'/'bias' as `nn.GroupNorm`,
+  """`nn.GroupNorm(num_groups)` from per-channel spatial means of x and x² (same 'scale'/'bias',
   same output up to rounding); cheaper on XLA:CPU than flax's."""
 
   num_groups: int
@@ -165,7 +129,7 @@ class GroupNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     b, c = x.shape[0], x.shape[-1]
-    g = math.gcd(self.num_groups, c)
+    g = self.num_groups
     scale = self.param("scale", nn.initializers.ones, (c,))
     bias = self.param("bias", nn.initializers.zeros, (c,))
     axes = tuple(range(1, x.ndim - 1))

@@ -35,9 +35,9 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from ae_jax import pixels
+from ae_jax import backend, pixels
 from ae_jax.models import output_activation as _activation
-from ae_jax.models.layers import Conv, GroupNorm, crop_to, depth_to_space, pad_to
+from ae_jax.models.layers import crop_to, depth_to_space, pad_to
 
 NUM_ROTATIONS = 4
 
@@ -47,11 +47,12 @@ class Norm(nn.Module):
 
   kind: str = "group"
   groups: int = 8
+  impl: backend.Impl = backend.STOCK
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     if self.kind == "group":
-      return GroupNorm(self.groups)(x)
+      return self.impl.group_norm(num_groups=math.gcd(self.groups, x.shape[-1]), epsilon=1e-6)(x)
     if self.kind == "batch":
       return nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
     if self.kind == "none":
@@ -64,14 +65,15 @@ class ResidualBlock(nn.Module):
 
   norm: str = "group"
   groups: int = 8
-  loop_safe: bool = True
+  impl: backend.Impl = backend.STOCK
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = functools.partial(Conv, x.shape[-1], 3, padding=1, use_bias=self.norm == "none",
-                             loop_safe=self.loop_safe)
-    y = nn.relu(Norm(self.norm, self.groups)(conv()(x), train=train))
-    return nn.relu(x + Norm(self.norm, self.groups)(conv()(y), train=train))
+    conv = functools.partial(nn.Conv, x.shape[-1], (3, 3), padding=1,
+                             use_bias=self.norm == "none", conv_general_dilated=self.impl.conv)
+    norm = functools.partial(Norm, self.norm, self.groups, self.impl)
+    y = nn.relu(norm()(conv()(x), train=train))
+    return nn.relu(x + norm()(conv()(y), train=train))
 
 
 class _Stages(nn.Module):
@@ -81,11 +83,11 @@ class _Stages(nn.Module):
   blocks: Sequence[int]
   norm: str = "group"
   groups: int = 8
-  loop_safe: bool = True
+  impl: backend.Impl = backend.STOCK
 
   def residual(self, x, stage, train):
     for _ in range(self.blocks[stage]):
-      x = ResidualBlock(self.norm, self.groups, self.loop_safe)(x, train=train)
+      x = ResidualBlock(self.norm, self.groups, self.impl)(x, train=train)
     return x
 
 
@@ -98,7 +100,8 @@ class Encoder(_Stages):
   @nn.compact
   def __call__(self, x, *, train: bool):
     for i, w in enumerate(self.widths):
-      x = Conv(w, 2, strides=2, padding="VALID", loop_safe=self.loop_safe, name=f"down{i}")(x)
+      x = nn.Conv(w, (2, 2), strides=2, padding="VALID", conv_general_dilated=self.impl.conv,
+                  name=f"down{i}")(x)
       x = self.residual(x, i, train)
     h = x.reshape(x.shape[0], -1)
     return h, nn.Dense(self.latent_dim, name="latent")(h)
@@ -117,7 +120,7 @@ class Decoder(_Stages):
     y = nn.Dense(math.prod(bottom), name="unlatent")(z).reshape(z.shape[0], *bottom)
     for i, w in enumerate((*self.widths[-2::-1], self.channels)):
       y = self.residual(y, len(self.widths) - 1 - i, train)
-      y = Conv(4 * w, 3, padding=1, loop_safe=self.loop_safe, name=f"up{i}")(y)
+      y = nn.Conv(4 * w, (3, 3), padding=1, conv_general_dilated=self.impl.conv, name=f"up{i}")(y)
       y = depth_to_space(y)
     return y
 
@@ -132,7 +135,7 @@ class ResNetAutoencoder(nn.Module):
   latent_dim: int = 64
   norm: str = "group"
   groups: int = 8
-  loop_safe_conv: bool = True  # see ae_jax/models/layers.py
+  impl: backend.Impl = backend.STOCK  # how convs and GroupNorm run; models.build picks it by backend
   rotation_head: str = "latent"  # or "features": the flattened maps that feed the latent
 
   @property
@@ -146,7 +149,7 @@ class ResNetAutoencoder(nn.Module):
     if len(self.blocks) != len(self.widths):
       raise ValueError(f"blocks {tuple(self.blocks)} needs one entry per width {tuple(self.widths)}")
     stages = dict(widths=tuple(self.widths), blocks=tuple(self.blocks), norm=self.norm,
-                  groups=self.groups, loop_safe=self.loop_safe_conv)
+                  groups=self.groups, impl=self.impl)
     m = 2 ** len(self.widths)
     self.encoder = Encoder(**stages, latent_dim=self.latent_dim)
     self.decoder = Decoder(**stages, bottom_hw=tuple(n // m for n in self._padded_hw),
