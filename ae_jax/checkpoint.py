@@ -47,11 +47,17 @@ class Restored(NamedTuple):
   damaged: tuple  # newer steps that were skipped as unreadable
 
 
-def manager(workdir, *, keep=3, keep_period=None, create=True):
-  """The CheckpointManager of WORKDIR/checkpoints (synchronous saves)."""
+def manager(workdir, *, keep=3, keep_period=None, create=True, alone=False):
+  """The CheckpointManager of WORKDIR/checkpoints (synchronous saves). `alone`: this process
+  reads without the job's other processes (inference), else all of them take part."""
+  solo = {}
+  if alone and jax.process_count() > 1:
+    me = jax.process_index()
+    solo["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"alone{me}")
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, keep_period=keep_period or None, create=create,
-      enable_async_checkpointing=False)
+      enable_async_checkpointing=False, **solo)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, SUBDIR)), options=options)
 
 
@@ -289,7 +295,8 @@ def load_for_inference(workdir, step=None):
   read-only: for encode/decode, clustering and figures."""
   from ae_jax import train_state  # pylint: disable=g-import-not-at-top
   config = read_config(workdir)
-  mngr = manager(workdir, create=False) if os.path.isdir(os.path.join(workdir, SUBDIR)) else None
+  mngr = (manager(workdir, create=False, alone=True)
+          if os.path.isdir(os.path.join(workdir, SUBDIR)) else None)
   if mngr is None or not steps(mngr):
     raise errors.UserError(f"no checkpoint in {os.path.join(workdir, SUBDIR)}")
   model, abstract = train_state.abstract_state(config)

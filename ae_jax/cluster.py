@@ -19,7 +19,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from ae_jax import checkpoint, cli, data, errors, inference
+from ae_jax import checkpoint, cli, data, distributed, errors, inference
 from ae_jax.clustering import pipeline, plot
 
 FLAGS = flags.FLAGS
@@ -30,6 +30,7 @@ def define_flags():
   config_flags.DEFINE_config_file("config", None, "Clustering config file.", lock_config=True)
   flags.DEFINE_string("workdir", None, "Workdir: a trained run, or any directory when "
                       "--config.embeddings is given. Outputs go to WORKDIR/cluster.")
+  distributed.define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
 
 OUT_SUBDIR = "cluster"
@@ -166,6 +167,8 @@ def main(argv):
   """Runs the command on the parsed flags."""
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not distributed.only_primary_works("cluster"):
+    return
   metrics = run(FLAGS.config, FLAGS.workdir)
   scores = "".join(f" {k}={metrics[k]:.4f}" for k in ("acc", "nmi", "ari") if k in metrics)
   print(f"clustered {metrics['n']} points into {metrics['num_clusters']} clusters "

@@ -9,7 +9,7 @@ import os
 import numpy as np
 from absl import flags
 
-from ae_jax import checkpoint, cli, data, errors, inference
+from ae_jax import checkpoint, cli, data, distributed, errors, inference
 
 
 FLAGS = flags.FLAGS
@@ -21,6 +21,7 @@ def define_flags():
   flags.DEFINE_string("dataset", None, "Dataset spec (default: the run's dataset).")
   flags.DEFINE_string("output", None, "Output .npy file (N×D float32).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+  distributed.define_flags()
   flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -29,6 +30,8 @@ def main(argv):
   del argv
   if not FLAGS.output.endswith(".npy"):
     raise errors.UserError(f"--output must end in .npy, got {FLAGS.output}")
+  if not distributed.only_primary_works("embed"):
+    return
   config, model, variables, step = checkpoint.load_for_inference(FLAGS.workdir, FLAGS.step)
   ds = data.load(FLAGS.dataset or config.dataset, config.data_dir)
   inference.check_image_shape(ds, config)

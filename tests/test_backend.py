@@ -2,6 +2,7 @@
 accelerators, XLA:CPU's forms on a CPU. Same parameters, same outputs and gradients (to
 float32 rounding: rtol 1e-4, atol 1e-5), and the accelerator step, lowered here, holds
 plain convolutions only, in bf16 under `half_precision`."""
+import json
 import re
 
 import jax
@@ -101,3 +102,21 @@ def test_the_backend_picks_the_forms_once_per_model():
     tx = backend.scale_by_adam(platform)
     np.testing.assert_array_equal(tx.update(g, tx.init(params))[0]["w"],
                                   ref.update(g, ref.init(params))[0]["w"])
+
+
+def test_a_workdir_made_before_the_backend_choice_resumes_and_loads(tmp_path):
+  """config.json of earlier versions held `arch.loop_safe_conv` and `steps_per_call=1`."""
+  from ae_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
+  from tests.conftest import saved_state, tiny  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "old")
+  small = {"arch.widths": (8, 8), "arch.latent_dim": 8, "min_steps": 0, "batch_size": 256}
+  train.train_and_evaluate(tiny("rotation", **small, num_epochs=1), workdir)
+  path = tmp_path / "old" / "config.json"
+  old = json.loads(path.read_text())
+  old["steps_per_call"], old["arch"]["loop_safe_conv"] = 1, False
+  path.write_text(json.dumps(old))
+  _, model, variables, step = checkpoint.load_for_inference(workdir)
+  assert step == old["derived"]["total_steps"] and model.impl == backend.model_impl(
+      configs.load("rotation", **small))
+  state = train.train_and_evaluate(tiny("rotation", **small, num_epochs=2), workdir)
+  assert int(state.step) == 2 * step == saved_state(workdir)[1]

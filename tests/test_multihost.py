@@ -34,6 +34,11 @@ def _free_port():
 
 def _start(workdir, *args, processes=2):
   """Launches `ae_jax.main` as `processes` processes (2 devices each), or 1 with 4 devices."""
+  return _launch(["ae_jax.main", f"--workdir={workdir}", *ARGS, *args], processes)
+
+
+def _launch(module_args, processes):
+  """`python -m MODULE ARGS` as `processes` processes of one job on 127.0.0.1."""
   if processes == 1:
     cmds, env = [[]], _env(4)
   else:
@@ -41,9 +46,9 @@ def _start(workdir, *args, processes=2):
     cmds = [["--multihost", f"--coordinator_address=127.0.0.1:{port}",
              f"--num_processes={processes}", f"--process_id={i}"] for i in range(processes)]
     env = _env(2)
-  return [subprocess.Popen([sys.executable, "-m", "ae_jax.main", f"--workdir={workdir}", *ARGS,
-                            *args, *c], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True) for c in cmds]
+  return [subprocess.Popen([sys.executable, "-m", *module_args, *c], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for c in cmds]
 
 
 def _finish(procs, timeout=300):
@@ -92,6 +97,10 @@ def test_two_processes_match_one_and_their_checkpoints_move_between_layouts(tmp_
                          capture_output=True, text=True, timeout=300)
   assert embed.returncode == 0, embed.stderr[-2000:]
   assert np.load(tmp_path / "z.npy").shape[0] == 5000
+  # The same command as a 2-process job: process 0 writes the file, process 1 stands by.
+  outs = _finish(_launch(["ae_jax.embed", f"--workdir={one}", f"--output={tmp_path / 'z2.npy'}"], 2))
+  assert "nothing to do" in outs[1][0] and "wrote 5000×" in outs[0][0]
+  np.testing.assert_allclose(np.load(tmp_path / "z2.npy"), np.load(tmp_path / "z.npy"), atol=1e-5)
 
 
 def _wait_for(path, procs, timeout=240):
