@@ -239,7 +239,7 @@ def bench_case(name, config, images, seconds, rounds, probe, with_torch):
   jx = JaxSide(config, images)
   batch = config.batch_size
   row = {"case": name, "model": config.model, "batch": batch,
-         "steps_per_call": config.steps_per_call, "params": jx.num_params,
+         "steps_per_call": backend.steps_per_call(config), "params": jx.num_params,
          "compile_s": jx.compile_s, "mflop_per_example": jx.flops_per_step() / batch / 1e6}
   windows = {"jax": jx}
   if with_torch:

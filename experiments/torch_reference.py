@@ -117,16 +117,18 @@ class ResNetAE(nn.Module):
               nn.PixelShuffle(2)]
       prev = width
     self.dec = nn.Sequential(*dec)
-    self.rotation = nn.Linear(m.latent_dim, 4)
+    self.on_features = m.rotation_head == "features"  # else on the latent (report 002)
+    self.rotation = nn.Linear(math.prod(self.bottom) if self.on_features else m.latent_dim, 4)
 
   def forward(self, x):
     m = self.m
     h = self.enc(_pad(x, m._padded_hw, m.pixel_range.low))
     # Flatten in NHWC order as the Linen model does (only matters for weight transfer).
-    z = self.latent(h.permute(0, 2, 3, 1).flatten(1))
+    h = h.permute(0, 2, 3, 1).flatten(1)
+    z = self.latent(h)
     y = self.unlatent(z).reshape(x.shape[0], *self.bottom[1:], self.bottom[0]).permute(0, 3, 1, 2)
     recon = _crop(_act(m.pixel_range.activation)(self.dec(y)), m.image_shape[:2])
-    return {"recon": recon, "z": z, "logits": self.rotation(z)}
+    return {"recon": recon, "z": z, "logits": self.rotation(h if self.on_features else z)}
 
 
 def build(flax_model):

@@ -3,6 +3,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -76,3 +77,28 @@ def tree_hash(path):
       with open(os.path.join(root, name), "rb") as f:
         h.update(f"file {name}\n".encode() + f.read())
   return h.hexdigest()
+
+
+SWEEP_CONFIG = """
+from configs import mlp
+
+
+def get_config():
+  c = mlp.get_config()
+  c.num_epochs = 1
+  c.batch_size = 128
+  c.steps_per_call = 16
+  c.log_every_steps = 16
+  return c
+
+
+def get_sweep():
+  return {SWEEP}
+"""
+
+
+def sweep_config_file(tmp_path, sweep_expr='{"arch.latent_dim": [4, 8]}'):
+  """A config file of 1-epoch MLP runs whose get_sweep() returns `sweep_expr`."""
+  path = tmp_path / "tiny_sweep.py"
+  path.write_text(textwrap.dedent(SWEEP_CONFIG).replace("{SWEEP}", sweep_expr))
+  return str(path)

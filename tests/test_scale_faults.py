@@ -11,14 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import orbax.checkpoint as ocp
 import pytest
 
 from ae_jax import checkpoint, errors, faults, train
-from tests.conftest import ROOT, assert_user_error, run_cli, saved_state, tiny, tree_hash
+from tests.conftest import ROOT, assert_user_error, run_cli, saved_state, sweep_config_file, tiny
+from tests.conftest import tree_hash
 
 
 def _wait_for(path, proc, timeout=120):
@@ -137,23 +137,6 @@ def test_disk_full_during_a_checkpoint_save_fails_cleanly_and_keeps_the_previous
                                         workdir).step) == 2 * first
 
 
-SWEEP = """
-from configs import mlp
-
-
-def get_config():
-  c = mlp.get_config()
-  c.num_epochs = 1
-  c.batch_size = 256
-  c.steps_per_call = 17
-  return c
-
-
-def get_sweep():
-  return [{"seed": 0}, {"dataset": "npy:no_such_images.npy"}, {"seed": 1}]
-"""
-
-
 @pytest.fixture(scope="session")
 def slurm():
   """A one-node Slurm on this machine (.ci/slurm_up), or the test is skipped saying why."""
@@ -170,8 +153,8 @@ def slurm():
 def test_sweep_jobs_run_in_parallel_and_a_dead_point_stops_no_other(tmp_path, request, launcher):
   if launcher == "slurm":
     request.getfixturevalue("slurm")
-  config = tmp_path / "sweep3.py"
-  config.write_text(textwrap.dedent(SWEEP))
+  config = sweep_config_file(
+      tmp_path, '[{"seed": 0}, {"dataset": "npy:no_such_images.npy"}, {"seed": 1}]')
   root = tmp_path / "root"
   proc = run_cli("ae_jax.sweep", f"--config={config}", f"--workdir={root}",
                  f"--launcher={launcher}", "--max_parallel=2", timeout=600)

@@ -1,35 +1,10 @@
 """Sweeps: a tiny 2-point sweep end to end, --print_only, resume, and bad sweep input."""
 import csv
-import textwrap
 
 import pytest
 
 from ae_jax import errors, sweep
-from tests.conftest import assert_user_error, run_cli
-
-CONFIG = """
-from configs import mlp
-
-
-def get_config():
-  c = mlp.get_config()
-  c.num_epochs = 1
-  c.batch_size = 128
-  c.steps_per_call = 16
-  c.log_every_steps = 16
-  return c
-
-
-def get_sweep():
-  return {SWEEP}
-"""
-
-
-def _config_file(tmp_path, sweep_expr='{"arch.latent_dim": [4, 8]}'):
-  path = tmp_path / "tiny_sweep.py"
-  path.write_text(textwrap.dedent(CONFIG).replace("{SWEEP}", sweep_expr))
-  return str(path)
-
+from tests.conftest import assert_user_error, run_cli, sweep_config_file as _config_file
 
 @pytest.mark.slow
 def test_two_point_sweep_runs_each_point_and_writes_the_summary(tmp_path):
