@@ -113,12 +113,20 @@ def test_pipeline_without_labels_or_kernel_pca():
   assert sorted(set(clusters.tolist())) == [0, 1]
 
 
+def test_one_dimensional_embeddings_without_kernel_pca_cluster():
+  y = np.repeat([0, 1, 2], 40)
+  x = (10.0 * y + np.random.default_rng(0).normal(size=120))[:, None]  # three separated bumps
+  clusters, m, xy = pipeline.run_pipeline(x, tiny_cfg(3, **{"kpca.n_components": 0}), labels=y)
+  assert xy.shape == (120, 2) and m["dim"] == 1 and m["acc"] == 1.0
+
+
 @pytest.mark.parametrize("x,labels,k,fragment", [
     (np.zeros(10), None, 2, "N×D"),
     (np.zeros((10, 2)), np.zeros(9, int), 2, "labels must be a vector of 10"),
     (np.zeros((10, 2)), None, 11, "num_clusters must be in [1, 10]"),
     (np.full((10, 2), np.nan), None, 2, "NaN"),
     (np.zeros((10, 2)), np.full(10, 0.5), 2, "integers"),
+    (np.ones((10, 3)), None, 2, "all 10 embeddings are the same vector"),
 ])
 def test_bad_input_is_a_user_error(x, labels, k, fragment):
   with pytest.raises(errors.UserError, match=re.escape(fragment)):

@@ -43,6 +43,8 @@ def validate(x, labels, num_clusters):
     raise errors.UserError(f"num_clusters must be in [1, {n}] for {n} points; got {num_clusters}")
   if labels is not None:
     labels = data.check_labels(labels, n, "labels").astype(np.int64)
+  if not np.ptp(x, axis=0).any():
+    raise errors.UserError(f"all {n} embeddings are the same vector: there is nothing to cluster")
   return x, labels
 
 

@@ -97,6 +97,8 @@ def knn(z, k, block=0, n_jobs=0, seed=0):
 def _init(init, z, affinities, seed):
   from openTSNE import initialization  # pylint: disable=g-import-not-at-top
   if init == "pca":
+    if z.shape[1] < 2:  # one feature: its PCA has one axis; the second starts at zero
+      z = np.concatenate([z, np.zeros_like(z)], axis=1)
     return initialization.pca(z, random_state=seed)
   if init == "random":
     return initialization.random(len(z), random_state=seed)
