@@ -30,7 +30,7 @@ EMBEDDED = "mnist_5k"
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """A whole dataset in memory: images, optional labels, and where they came from."""
-  images: np.ndarray  # N×H×W×C, float32 in [0, 1]
+  images: np.ndarray  # N×H×W×C: uint8 0–255 as stored (4× smaller), or float32 in [0, 1]
   labels: Optional[np.ndarray]  # N int32, or None
   name: str
   class_names: Optional[list] = None
@@ -96,8 +96,17 @@ def load_npy(path, what):
     raise errors.UserError(f"cannot read {what} file {path}: {e}") from e
 
 
-def to_unit_range(images, name="images"):
-  """uint8 0–255 or float images → float32 in [0, 1], NHWC. Validates shape and values."""
+def as_unit(images):
+  """Images as float32 in [0, 1]: uint8 ones / 255, float ones as they are. NumPy or JAX
+  arrays; the jitted steps call it on each gathered batch, so data stays uint8 on device."""
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / np.float32(255)
+  return images
+
+
+def canonical_images(images, name="images"):
+  """uint8 0–255 images as they are, float images → float32 in [0, 1]; NHWC. Validates
+  shape and values."""
   images = np.asarray(images)
   if images.ndim == 3:
     images = images[..., None]
@@ -107,7 +116,7 @@ def to_unit_range(images, name="images"):
   if len(images) == 0:
     raise errors.UserError(f"{name} is empty")
   if images.dtype == np.uint8:
-    return images.astype(np.float32) / 255.0
+    return images
   if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
     raise errors.UserError(f"{name} must be uint8 or float, got dtype {images.dtype}")
   images = images.astype(np.float32)
@@ -144,13 +153,13 @@ def load(spec: str, data_dir: str = "", split: str = "train") -> Dataset:
     paths = spec[4:].split(",")
     if len(paths) > 2 or not paths[0]:
       raise errors.UserError(f"bad npy spec {spec!r}; use npy:IMAGES.npy[,LABELS.npy]")
-    images = to_unit_range(load_npy(paths[0], "images"), f"images {paths[0]}")
+    images = canonical_images(load_npy(paths[0], "images"), f"images {paths[0]}")
     labels = None
     if len(paths) == 2:
       labels = check_labels(load_npy(paths[1], "labels"), len(images), f"labels {paths[1]}")
     return Dataset(images, labels, spec)
   images, labels, class_names = _load_tfds(spec, data_dir, split)
-  return Dataset(to_unit_range(images, spec), labels, spec, class_names)
+  return Dataset(canonical_images(images, spec), labels, spec, class_names)
 
 
 def split(ds: Dataset, val_fraction: float, seed: int):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
+from ae_jax import data
 from ae_jax.inference import decode, encode, reconstruct
 
 
@@ -82,6 +83,7 @@ def interpolate(model, variables, x_a, x_b, steps=10):
 
 def denoise(model, variables, x01, noise_std, rng):
   """(noisy, denoised): Gaussian noise of `noise_std` added in [0,1] pixel space."""
+  x01 = data.as_unit(np.asarray(x01))
   noisy = np.asarray(x01 + noise_std * jax.random.normal(rng, x01.shape), np.float32)
   return noisy, reconstruct(model, variables, noisy)
 
@@ -125,7 +127,7 @@ def save_interpolation(workdir, model, variables, ds, i, j, steps=10):
 
 def save_denoise(workdir, model, variables, ds, indices, noise_std, seed=0):
   """plots/denoise.png: clean, noisy and denoised rows for ds.images[indices]."""
-  x = ds.images[list(indices)]
+  x = data.as_unit(ds.images[list(indices)])
   noisy, clean = denoise(model, variables, x, noise_std, jax.random.PRNGKey(seed))
   return image_rows([x, noisy, clean], ["clean", f"noisy σ={noise_std}", "denoised"],
                               _plot(workdir, "denoise"), col_names=list(indices))
@@ -135,5 +137,5 @@ def save_reconstructions(workdir, model, variables, ds, indices):
   """plots/reconstructions.png: originals above reconstructions (indices outside ds skipped)."""
   idx = [i for i in indices if 0 <= i < len(ds)]
   recon = reconstruct(model, variables, ds.images[idx])
-  return image_rows([ds.images[idx], recon], ["original", "reconstruction"],
+  return image_rows([data.as_unit(ds.images[idx]), recon], ["original", "reconstruction"],
                               _plot(workdir, "reconstructions"), col_names=idx)

@@ -1,6 +1,6 @@
 """Batched, jitted inference with a trained autoencoder: encode, decode, reconstruct.
 
-Inputs and outputs are [0,1] images; the model's own pixel range (`model.pixel_range`)
+Inputs are [0,1] float or 0–255 uint8 images, outputs [0,1]; the model's own pixel range (`model.pixel_range`)
 is applied inside. Fixed-size batches bound memory and keep one compiled program per
 method.
 
@@ -14,7 +14,7 @@ import functools
 import jax
 import numpy as np
 
-from ae_jax import errors
+from ae_jax import data, errors
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -22,7 +22,7 @@ def _apply(model, variables, arg, method):
   pr = model.pixel_range
   if method == "decode":
     return pr.to_unit(model.apply(variables, arg, method="decode"))
-  x = pr.to_model(arg)
+  x = pr.to_model(data.as_unit(arg))  # uint8 images become floats on device
   if method == "encode":
     return model.apply(variables, x, method="encode")
   return pr.to_unit(model.apply(variables, x, train=False)["recon"])
@@ -34,7 +34,8 @@ def apply_batched(model, variables, arr, method, batch_size=512):
   bs = min(batch_size, n)
   out = []
   for i in range(0, n, bs):
-    x = np.asarray(arr[i:i + bs], np.float32)
+    x = np.asarray(arr[i:i + bs])
+    x = x if x.dtype == np.uint8 else x.astype(np.float32)
     pad = bs - len(x)
     if pad:
       x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
@@ -63,7 +64,7 @@ def reconstruction_mse(model, variables, x01_NHWC, batch_size=1000, chunk=8192):
   pr = model.pixel_range
   total, count = 0.0, 0
   for s in range(0, len(x01_NHWC), chunk):
-    x = np.asarray(x01_NHWC[s:s + chunk], np.float32)
+    x = data.as_unit(np.asarray(x01_NHWC[s:s + chunk]))
     diff = pr.to_model(reconstruct(model, variables, x, batch_size)) - pr.to_model(x)
     total += float(np.square(diff, dtype=np.float64).sum())
     count += diff.size

@@ -164,7 +164,7 @@ def _make_step(model, tx, config, mesh):
 
   def one_step(state, source, perm):
     idx = data.epoch_batch(perm, state.step, batch_size)
-    batch = jax.tree_util.tree_map(lambda a: _shard_batch(a[idx], mesh), source)
+    batch = jax.tree_util.tree_map(lambda a: data.as_unit(_shard_batch(a[idx], mesh)), source)
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
@@ -200,7 +200,7 @@ def make_eval(model, config, mesh):
 
     def body(_, batch_and_mask):
       batch, m = batch_and_mask
-      batch = jax.tree_util.tree_map(lambda a: _shard_batch(a, mesh), batch)
+      batch = jax.tree_util.tree_map(lambda a: data.as_unit(_shard_batch(a, mesh)), batch)
       terms, _ = losses.terms(model, variables, batch, jax.random.PRNGKey(0), config, train=False)
       return None, {k: jnp.sum(v * m) for k, v in terms.items()}
 

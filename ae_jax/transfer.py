@@ -125,13 +125,14 @@ def _subtree(tree, like):
 @functools.partial(jax.jit, static_argnums=0)
 def accuracy(model, variables, x01, y):
   """Fraction of [0,1] images x01 classified as their labels y."""
-  logits = model.apply(variables, model.pixel_range.to_model(x01), train=False)
+  logits = model.apply(variables, model.pixel_range.to_model(data.as_unit(x01)), train=False)
   return (jnp.argmax(logits, -1) == y).mean()
 
 
 def pseudo_labels(model, variables, pool_x, per_class, num_classes):
   """The `per_class` most confident predictions of each class on unlabelled images."""
-  logits = jax.jit(lambda v, x: model.apply(v, model.pixel_range.to_model(x), train=False))(
+  logits = jax.jit(lambda v, x: model.apply(v, model.pixel_range.to_model(data.as_unit(x)),
+                                            train=False))(
       variables, pool_x)
   prob = np.asarray(jax.nn.softmax(logits))
   pred, conf = prob.argmax(-1), prob.max(-1)

@@ -194,7 +194,7 @@ class TorchSide:
     self.net = torch_reference.build(flax_model)
     self.num_params = sum(p.numel() for p in self.net.parameters())
     self.opt = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, fused=True)
-    self.images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    self.images = torch.from_numpy(np.ascontiguousarray(data.as_unit(images).transpose(0, 3, 1, 2)))
     self.scale = (1.0, 0.0) if flax_model.pixel_range.low == 0 else (2.0, -1.0)
     self.step, self.perm = 0, None
     self.run_calls(1)

@@ -108,7 +108,7 @@ def main():
   for d in ("plots", "embeddings"):
     os.makedirs(os.path.join(args.out, d), exist_ok=True)
   ds = data.load("mnist_5k")
-  pixels = ds.images.reshape(len(ds), -1)
+  pixels = data.as_unit(ds.images).reshape(len(ds), -1)
   rows = [row("raw pixels", cluster(pixels, ds.labels, seeds,
                                     os.path.join(args.out, "plots", "raw_pixels.png")),
               0.0, 0.0, None)]

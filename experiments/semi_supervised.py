@@ -46,7 +46,7 @@ def pretrain(family, root, ds, epochs):
   unl = os.path.join(root, "unlabelled.npy")
   if not os.path.exists(unl):
     split = transfer.labelled_split(ds.labels, 100, 0, pool=POOL)
-    np.save(unl, np.round(ds.images[split["unlabelled"]] * 255).astype(np.uint8))
+    np.save(unl, np.round(data.as_unit(ds.images[split["unlabelled"]]) * 255).astype(np.uint8))
   ae_dir = os.path.join(root, f"ae_{family}")
   train.train_and_evaluate(ae_config(family, f"npy:{unl}", epochs), ae_dir)
   return ae_dir

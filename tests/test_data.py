@@ -12,8 +12,10 @@ def mnist():
 
 def test_mnist_5k_shape_and_labels(mnist):
   assert mnist.images.shape == (5000, 28, 28, 1)
-  assert mnist.images.dtype == np.float32
-  assert 0.0 <= mnist.images.min() and mnist.images.max() == 1.0
+  assert mnist.images.dtype == np.uint8  # kept as stored; floats only inside the jitted steps
+  assert mnist.images.min() == 0 and mnist.images.max() == 255
+  unit = data.as_unit(mnist.images)
+  assert unit.dtype == np.float32 and unit.max() == 1.0
   assert sorted(set(mnist.labels.tolist())) == list(range(10))
   assert mnist.num_classes == 10
 
@@ -56,7 +58,7 @@ def test_npy_round_trip_uint8_and_labels(tmp_path):
   np.save(tmp_path / "y.npy", y)
   ds = data.load(f"npy:{tmp_path / 'x.npy'},{tmp_path / 'y.npy'}")
   assert ds.images.shape == (12, 8, 8, 1)
-  np.testing.assert_allclose(ds.images[..., 0] * 255, x, atol=1e-4)
+  np.testing.assert_array_equal(ds.images[..., 0], x)  # uint8 stays uint8
   np.testing.assert_array_equal(ds.labels, y)
 
 

@@ -22,7 +22,7 @@ def test_batched_encode_matches_one_batch_and_pads(run):
   x = ds.images[:700]
   z = inference.encode(model, variables, x, batch_size=256)
   assert z.shape == (700, 8) and z.dtype == np.float32
-  whole = np.asarray(model.apply(variables, x, method="encode"))
+  whole = np.asarray(model.apply(variables, data.as_unit(x), method="encode"))
   np.testing.assert_allclose(z, whole, rtol=1e-5, atol=1e-5)
 
 
@@ -43,7 +43,7 @@ def test_generated_rows_per_class_and_denoise_shapes(run):
   noisy, clean = figures.denoise(model, variables, ds.images[:3], 0.3,
                                  jax.random.PRNGKey(0))
   assert noisy.shape == clean.shape == (3, 28, 28, 1)
-  assert (noisy - ds.images[:3]).std() == pytest.approx(0.3, rel=0.1)
+  assert (noisy - data.as_unit(ds.images[:3])).std() == pytest.approx(0.3, rel=0.1)
 
 
 @pytest.mark.slow

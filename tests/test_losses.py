@@ -14,7 +14,7 @@ SMALL = {"arch.widths": (8, 8), "arch.latent_dim": 8, "rotation_weight": 1.0,
 
 @pytest.fixture(scope="module")
 def setup():
-  x01 = data.load("mnist_5k").images[:8]
+  x01 = data.as_unit(data.load("mnist_5k").images[:8])
   model = models.build(tiny("rotation", **SMALL), x01.shape[1:])
   variables = models.init(model, jax.random.PRNGKey(1), x01.shape[1:])
   return x01, model, variables

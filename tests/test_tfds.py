@@ -32,8 +32,8 @@ def mocked(monkeypatch):
 def test_catalog_dataset_loads_and_trains_an_epoch(name, mocked, tmp_path):
   shape, first_class = CASES[name]
   ds = data.load(name, str(tmp_path / "tfds"))
-  assert ds.images.shape == (N, *shape) and ds.images.dtype == np.float32
-  assert 0 <= ds.images.min() < ds.images.max() <= 1
+  assert ds.images.shape == (N, *shape) and ds.images.dtype == np.uint8  # as TFDS stores them
+  assert 0 <= ds.images.min() < ds.images.max() <= 255
   assert ds.labels.shape == (N,) and ds.labels.dtype == np.int32
   assert 0 <= ds.labels.min() and ds.labels.max() < 10 and ds.num_classes == 10
   names = tfds.builder(name, data_dir=str(tmp_path / "tfds")).info.features["label"].names

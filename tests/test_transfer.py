@@ -58,7 +58,7 @@ def test_restored_encoder_matches_the_autoencoders(ae_run):
   v = model.init({"params": jax.random.PRNGKey(1)}, np.zeros((1, 28, 28, 1)), train=False)
   v, _ = transfer.load_pretrained(v, ae_run)
   _, ae, ae_vars, _ = checkpoint.load_for_inference(ae_run)
-  x = data.load("mnist_5k").images[:4]
+  x = data.as_unit(data.load("mnist_5k").images[:4])
   z_ae = ae.apply(ae_vars, x, method="encode")
   z_clf = model.apply(v, x, method=lambda m, x: m.ae.encode(x))
   np.testing.assert_array_equal(np.asarray(z_ae), np.asarray(z_clf))
