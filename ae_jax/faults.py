@@ -151,8 +151,14 @@ class WorkdirLock:
     try:
       with open(self.path) as f:
         owner = json.load(f)
+    except FileNotFoundError:  # its owner just let it go
+      return
     except (OSError, ValueError):  # being written right now, or garbage
-      if time.time() - os.path.getmtime(self.path) < 10:
+      try:
+        young = time.time() - os.path.getmtime(self.path) < 10
+      except FileNotFoundError:
+        return
+      if young:
         time.sleep(0.5)
         return
       owner = {"host": "?", "pid": "?"}
