@@ -20,10 +20,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ae_jax import models
 from ae_jax.models import layers
 
 STEPS_PER_CALL = 32  # steps per jitted call unless a config or the CPU table says otherwise
-CPU_STEPS_PER_CALL = {"resnet": 1, "rotation": 1}  # model → steps per call on XLA:CPU
+CPU_STEPS_PER_CALL = {"resnet": 1}  # model → steps per call on XLA:CPU
 
 
 class Impl(NamedTuple):
@@ -44,7 +45,9 @@ def steps_per_call(config, platform=None):
   """`config.steps_per_call` when set (> 0), else this backend's choice for the model."""
   if config.steps_per_call > 0:
     return config.steps_per_call
-  return CPU_STEPS_PER_CALL.get(config.model, STEPS_PER_CALL) if _on_cpu(platform) else STEPS_PER_CALL
+  if not _on_cpu(platform):
+    return STEPS_PER_CALL
+  return CPU_STEPS_PER_CALL.get(models.ALIASES.get(config.model, config.model), STEPS_PER_CALL)
 
 
 def model_impl(config, platform=None):

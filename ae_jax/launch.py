@@ -6,7 +6,7 @@ a killed process, a full disk) fails alone; its log is under ROOT/jobs/.
 
     executor = launch.executor("local", "runs/beta/jobs")
     failed = launch.run(executor, {"seed=0": ["python", "-m", "ae_jax.main", ...]},
-                        max_parallel=2, on_finish=lambda name, error: ...)
+                        max_parallel=2, on_finish=lambda name, failed: ...)
 
 `executor("slurm", ..., partition=..., nodes=2, gpus_per_node=8, time_min=60)` submits one
 array of jobs (at most `max_parallel` running at once); a point on more than one node runs
@@ -19,16 +19,15 @@ import submitit
 POLL_S = 1.0  # seconds between looks at the running jobs
 
 
-def executor(kind, folder, *, partition=None, nodes=1, gpus_per_node=0, cpus_per_task=None,
-             time_min=60, max_parallel=1):
+def executor(kind, folder, *, partition=None, nodes=1, gpus_per_node=0, time_min=60,
+             max_parallel=1):
   """A submitit executor for `kind` ('local' or 'slurm') writing job files under `folder`."""
   if kind == "local":
     ex = submitit.LocalExecutor(folder)
     ex.update_parameters(timeout_min=time_min)
     return ex
   ex = submitit.AutoExecutor(folder, cluster="slurm")
-  optional = {"slurm_partition": partition, "gpus_per_node": gpus_per_node,
-              "cpus_per_task": cpus_per_task}
+  optional = {"slurm_partition": partition, "gpus_per_node": gpus_per_node}
   ex.update_parameters(timeout_min=time_min, nodes=nodes, tasks_per_node=1,
                        slurm_array_parallelism=max_parallel, name="ae_jax",
                        **{k: v for k, v in optional.items() if v})
@@ -48,7 +47,8 @@ def _error(job):
 
 def run(ex, commands, *, max_parallel, on_finish):
   """Runs each {name: argv} as a job, at most `max_parallel` at once (one Slurm array);
-  calls `on_finish(name, error_or_None)` as each ends; returns {name: error} of the failed."""
+  calls `on_finish(name, failed)` as each ends, `failed` the {name: error} of the jobs failed
+  so far (this one's error there if it failed); returns it."""
   pending, running, failed = list(commands.items()), {}, {}
   if isinstance(ex, submitit.AutoExecutor):  # the scheduler throttles the array itself
     with ex.batch():
@@ -66,6 +66,6 @@ def run(ex, commands, *, max_parallel, on_finish):
         error = _error(job)
         if error is not None:
           failed[name] = error
-        on_finish(name, error)
+        on_finish(name, failed)
     time.sleep(POLL_S if running or pending else 0)
   return failed

@@ -182,11 +182,9 @@ def run_inline(points, configs, root):
       state = train.train_and_evaluate(config, os.path.join(root, name))
     except errors.UserError as e:  # a diverged or failed point does not end the sweep
       print(f"point {name} failed: {e}", flush=True)
-      failed[name] = str(e)
-      summarize(root, points, failed)
-      continue
+      failed[name], state = str(e), None
     summarize(root, points, failed)
-    if int(state.step) < _total_steps(os.path.join(root, name)):
+    if state is not None and int(state.step) < _total_steps(os.path.join(root, name)):
       print("sweep stopped (signal); rerun the same command to resume", flush=True)
       break
   return failed
@@ -201,11 +199,10 @@ def run_jobs(points, config_path, overrides, root):
   python = sys.executable if FLAGS.launcher == "local" else "python"
   commands = {point_name(p): command(config_path, root, p, overrides, python, FLAGS.nodes > 1)
               for p in points}
-  failed = {}
 
-  def on_finish(name, error):
-    print(f"point {name}: " + (f"failed: {error}" if error else "finished"), flush=True)
-    failed.update({name: error} if error else {})
+  def on_finish(name, failed):
+    print(f"point {name}: " + (f"failed: {failed[name]}" if name in failed else "finished"),
+          flush=True)
     summarize(root, points, failed)
 
   return launch.run(ex, commands, max_parallel=FLAGS.max_parallel, on_finish=on_finish)

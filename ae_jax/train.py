@@ -30,9 +30,8 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 
-from ae_jax import backend, checkpoint, data, distributed, errors, faults, figures, models, pixels, report, run_config
-from ae_jax import steps
-from ae_jax import train_state, transfer
+from ae_jax import backend, checkpoint, data, distributed, errors, faults, figures, models
+from ae_jax import pixels, report, run_config, steps, train_state, transfer
 
 
 def validate(config):
@@ -290,9 +289,10 @@ def train_loop(config, workdir, run, state, meta, stop):
   # The flag is read once per call, so the save below and the loop's exit see the same value
   # (a signal between two reads would end the loop without its checkpoint).
   stopping = stop.signal is not None
+  steps_per_call = backend.steps_per_call(config)
   try:
     while step < s.total and not stopping:
-      k = s.call_length(step, backend.steps_per_call(config))
+      k = s.call_length(step, steps_per_call)
       first = not traces
       if first:
         print(f"compiling the train step (steps {step}..{s.total})", flush=True)
