@@ -49,6 +49,10 @@ def get_config():
   # experiments/README.md#clustering-speed-bench_clusterpy-and-quality-cluster_mnistpy.
   c.tsne.dof = 0.5
   c.tsne.n_jobs = 0  # threads; 0 = all cores for kNN and FFT, one for Barnes-Hut
+  # Above max_n points t-SNE is fitted on a seeded subsample of max_n and every other point
+  # is placed at the median of its place_k nearest fitted points (0 = fit all).
+  c.tsne.max_n = 100_000
+  c.tsne.place_k = 10
 
   c.kmeans = ml_collections.ConfigDict()
   c.kmeans.n_init = 10

@@ -10,6 +10,11 @@ and the same pipeline at 70,000 points, measured side by side in one run.
 (c) 70,000 synthetic points in 64-D through the same pipeline: 10 Gaussian blobs, unit
     noise, centres drawn from N(0, I) (about 11 noise σ apart, each point about 8 from
     its own centre).
+(d) 70,000 overlapping blobs (centres from N(0, 0.45² I), so KMeans cannot be perfect):
+    t-SNE on all of them (`ours-70k-all`) against t-SNE fitted on a 20,000-point
+    subsample with the other 50,000 placed (`ours-70k-sub`), same data and seed.
+(e) 1,000,000 overlapping blobs in 64-D with the default config (`ours-1m`: t-SNE fitted
+    on `tsne.max_n` points, the rest placed, KMeans on all).
 
 Every case runs in its own child process, so its peak RSS (`ru_maxrss`) is its own and
 its wall time includes the interpreter start, imports and data; the stage times are
@@ -20,6 +25,7 @@ N threads (BLAS, OpenMP and ours), which makes a busy machine distort the ratio 
     python -m experiments.bench_cluster                       # all cases, about 3 minutes
     python -m experiments.bench_cluster --cases=ours-5k,sklearn-5k --repeats=2 --threads=1
     python -m experiments.bench_cluster --embeddings=runs/cluster_mnist/embeddings/mlp_cluster.npy
+    python -m experiments.bench_cluster --cases=ours-70k-all,ours-70k-sub,ours-1m
 """
 import argparse
 import json
@@ -32,10 +38,17 @@ import time
 
 import numpy as np
 
+from experiments import common  # pylint: disable=g-bad-import-order
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = ("sklearn-5k", "ours-5k", "ours-70k")
+# case → (points, centre scale, config overrides); None = mnist_5k.
+SYNTHETIC = {"ours-70k": (70_000, 1.0, {}), "ours-70k-all": (70_000, 0.45, {"tsne.max_n": 0}),
+             "ours-70k-sub": (70_000, 0.45, {"tsne.max_n": 20_000}),
+             "ours-1m": (1_000_000, 0.45, {})}
+CASES = ("sklearn-5k", "ours-5k", "ours-70k", "ours-70k-all", "ours-70k-sub", "ours-1m")
 AE_CASES = ("sklearn-ae", "ours-ae")  # with --embeddings
-WALL_BUDGET_S, RSS_BUDGET_MB = 120.0, 4096.0
+# case → (wall s, peak RSS MB) it must stay under.
+BUDGETS = {"ours-70k": (120.0, 4096.0), "ours-1m": (900.0, 8192.0)}
 
 
 def mnist_5k():
@@ -44,9 +57,10 @@ def mnist_5k():
   return x.astype(np.float32) / 255.0, y.astype(np.int64)
 
 
-def blobs_70k(n=70_000, d=64, k=10, seed=0):
+def blobs(n=70_000, scale=1.0, d=64, k=10, seed=0):
+  """n points of k Gaussian blobs in d-D: unit noise around centres from N(0, scale² I)."""
   rng = np.random.default_rng(seed)
-  centres = rng.normal(size=(k, d)).astype(np.float32)
+  centres = scale * rng.normal(size=(k, d)).astype(np.float32)
   y = rng.integers(0, k, n)
   return centres[y] + rng.normal(size=(n, d)).astype(np.float32), y
 
@@ -69,16 +83,19 @@ def run_sklearn(x, y, seed=0):
           **metrics.scores(y, clusters)}
 
 
-def run_ours(x, y, threads=0):
+def run_ours(x, y, threads=0, overrides=None):
   from ae_jax.clustering import pipeline  # pylint: disable=g-import-not-at-top
   from configs import cluster  # pylint: disable=g-import-not-at-top
   cfg = cluster.get_config()
   cfg.tsne.n_jobs = threads
+  cfg.update_from_flattened_dict(overrides or {})
   _, m, _ = pipeline.run_pipeline(x, cfg, labels=y)
   ts = m["tsne"]
   methods = (f"{m['methods']['kpca']} kPCA ({m['methods'].get('eigen_solver') or 'landmarks'}), "
              f"{m['methods']['tsne']} {ts['early_exaggeration_iter']}+{ts['n_iter']} it "
-             f"(kNN {ts['seconds']['knn']:.1f} s, optimize {ts['seconds']['optimize']:.1f} s)")
+             f"on {ts['fitted']} (kNN {ts['seconds']['knn']:.1f} s, optimize "
+             f"{ts['seconds']['optimize']:.1f} s"
+             + (f", {ts['placed']} placed {ts['seconds']['place']:.1f} s)" if "placed" in ts else ")"))
   return {k: m[k] for k in ("n", "seconds", "acc", "nmi", "ari")} | {"methods": methods}
 
 
@@ -87,8 +104,9 @@ def child(case, threads, embeddings):
     from ae_jax import data  # pylint: disable=g-import-not-at-top
     x, y = np.load(embeddings).astype(np.float32), data.load("mnist_5k").labels
   else:
-    x, y = mnist_5k() if case.endswith("5k") else blobs_70k()
-  out = run_sklearn(x, y) if case.startswith("sklearn") else run_ours(x, y, threads)
+    x, y = mnist_5k() if case.endswith("5k") else blobs(*SYNTHETIC[case][:2])
+  out = (run_sklearn(x, y) if case.startswith("sklearn") else
+         run_ours(x, y, threads, SYNTHETIC.get(case, (0, 0, {}))[2]))
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps(out), flush=True)
 
@@ -111,14 +129,14 @@ def measure(case, threads, embeddings):
 
 
 def table(results):
-  head = (f"{'case':<11} {'n':>6} {'kpca s':>7} {'tsne s':>7} {'kmeans s':>8} {'pipeline s':>10} "
+  head = (f"{'case':<12} {'n':>7} {'kpca s':>7} {'tsne s':>7} {'kmeans s':>8} {'pipeline s':>10} "
           f"{'wall s':>7} {'RSS MB':>7} {'acc':>6} {'nmi':>6} {'ari':>6}  methods")
   print(head)
   print("-" * len(head))
   for case, runs in results.items():
     for r in runs:
       s = r["seconds"]
-      print(f"{case:<11} {r['n']:>6} {s['kpca']:>7.2f} {s['tsne']:>7.2f} {s['kmeans']:>8.2f} "
+      print(f"{case:<12} {r['n']:>7} {s['kpca']:>7.2f} {s['tsne']:>7.2f} {s['kmeans']:>8.2f} "
             f"{s['total']:>10.2f} {r['wall']:>7.1f} {r['peak_rss_mb']:>7.0f} {r['acc']:>6.4f} "
             f"{r['nmi']:>6.4f} {r['ari']:>6.4f}  {r['methods']}")
 
@@ -135,11 +153,19 @@ def summary(results):
           f"(target >= 2x); accuracy {our_a:.4f} vs {sk_a:.4f} ({our_a - sk_a:+.4f}); "
           f"wall incl. start-up {med(sk, lambda r: r['wall']):.1f} s vs "
           f"{med(ours, lambda r: r['wall']):.1f} s")
-  if "ours-70k" in results:
-    wall, rss = med("ours-70k", lambda r: r["wall"]), med("ours-70k", lambda r: r["peak_rss_mb"])
-    print(f"70k: end-to-end wall {wall:.1f} s (budget {WALL_BUDGET_S:.0f} s: "
-          f"{'ok' if wall < WALL_BUDGET_S else 'OVER'}), peak RSS {rss:.0f} MB "
-          f"(budget {RSS_BUDGET_MB:.0f} MB: {'ok' if rss < RSS_BUDGET_MB else 'OVER'})")
+  for case, (wall_budget, rss_budget) in BUDGETS.items():
+    if case in results:
+      wall, rss = med(case, lambda r: r["wall"]), med(case, lambda r: r["peak_rss_mb"])
+      print(f"{case}: end-to-end wall {wall:.1f} s (budget {wall_budget:.0f} s: "
+            f"{'ok' if wall < wall_budget else 'OVER'}), peak RSS {rss:.0f} MB "
+            f"(budget {rss_budget:.0f} MB: {'ok' if rss < rss_budget else 'OVER'}), "
+            f"ACC {med(case, lambda r: r['acc']):.4f}")
+  if {"ours-70k-all", "ours-70k-sub"} <= set(results):
+    full, sub = med("ours-70k-all", lambda r: r["acc"]), med("ours-70k-sub", lambda r: r["acc"])
+    print(f"70k subsample-and-place: ACC {sub:.4f} vs all-points t-SNE {full:.4f} "
+          f"({sub - full:+.4f}; target within 0.01), pipeline "
+          f"{med('ours-70k-sub', lambda r: r['seconds']['total']):.1f} s vs "
+          f"{med('ours-70k-all', lambda r: r['seconds']['total']):.1f} s")
 
 
 def main():
@@ -158,7 +184,7 @@ def main():
   unknown = sorted(set(cases) - set(known))
   if unknown:
     parser.error(f"unknown cases {unknown}; known: {', '.join(known)}")
-  print(f"{os.cpu_count()} CPU cores, threads {args.threads or 'default'}; "
+  print(f"{common.machine()}; threads {args.threads or 'default'}; "
         f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
   results = {c: [] for c in cases}
   for _ in range(args.repeats):

@@ -172,19 +172,6 @@ def mean(runs, key):
   return statistics.fmean(r[key] for r in runs) if runs else float("nan")
 
 
-def machine():
-  """CPU model, core count and AVX-512 support, from /proc/cpuinfo."""
-  try:
-    info = open("/proc/cpuinfo").read()
-  except OSError:
-    return f"cpu: unknown, {os.cpu_count()} cores"
-  model = next((l.split(":", 1)[1].strip() for l in info.splitlines()
-                if l.startswith("model name")), "unknown")
-  flags = next((l.split(":", 1)[1].split() for l in info.splitlines()
-                if l.startswith("flags")), [])
-  return f"cpu: {model}, {os.cpu_count()} cores, avx512f: {'yes' if 'avx512f' in flags else 'no'}"
-
-
 def markdown(rows, seeds, args):
   lines = ["| set | n | image | classes | raw ACC | raw NMI | emb ACC | emb NMI | ΔACC | "
            "train s | cluster s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -205,7 +192,7 @@ then configs/cluster.py with `num_clusters` = classes; raw pixels through the sa
 {chr(10).join(lines)}
 {errors}
 
-{machine()}
+{common.machine()}
 
 Reproduce: `python -m experiments.cluster_suite --out={args.out} --seeds={args.seeds}`
 """
@@ -222,7 +209,7 @@ def main():
     p.error(f"unknown sets {sorted(set(names) - set(SETS))}; known: {', '.join(SETS)}")
   seeds = [int(s) for s in args.seeds.split(",")]
   out = os.path.abspath(args.out)
-  print(machine(), flush=True)
+  print(common.machine(), flush=True)
   rows = []
   for name in names:
     t0 = time.perf_counter()
@@ -241,7 +228,7 @@ def main():
           f"{rows[-1]['emb_acc']:.4f}{f' ({err})' if err else ''}, "
           f"{rows[-1]['set_s']:.0f} s", flush=True)
   common.write_results(out, markdown(rows, seeds, args),
-                       {"rows": rows, "seeds": seeds, "machine": machine()})
+                       {"rows": rows, "seeds": seeds, "machine": common.machine()})
 
 
 if __name__ == "__main__":

@@ -65,3 +65,16 @@ def write_results(out, markdown, payload):
   with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(payload, f, indent=2, default=float)
   print(markdown, flush=True)
+
+
+def machine():
+  """CPU model, core count and AVX-512 support, from /proc/cpuinfo."""
+  try:
+    info = open("/proc/cpuinfo").read()
+  except OSError:
+    return f"cpu: unknown, {os.cpu_count()} cores"
+  model = next((l.split(":", 1)[1].strip() for l in info.splitlines()
+                if l.startswith("model name")), "unknown")
+  flags = next((l.split(":", 1)[1].split() for l in info.splitlines()
+                if l.startswith("flags")), [])
+  return f"cpu: {model}, {os.cpu_count()} cores, avx512f: {'yes' if 'avx512f' in flags else 'no'}"

@@ -52,6 +52,17 @@ def test_embeddings_run_writes_labels_metrics_and_plot(clustered):
   assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
 
 
+def test_tsne_subsample_still_labels_every_point(arrays, tmp_path):
+  proc = run_cli("ae_jax.cluster", f"--workdir={tmp_path}", *FAST, "--config.num_clusters=3",
+                 f"--config.embeddings={arrays['x']}", f"--config.labels={arrays['y']}",
+                 "--config.tsne.max_n=60")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = list(csv.reader(open(tmp_path / "cluster" / "labels.csv")))
+  assert [int(r[0]) for r in rows[1:]] == list(range(150))
+  m = json.load(open(tmp_path / "cluster" / "metrics.json"))
+  assert (m["n"], m["tsne"]["fitted"], m["tsne"]["placed"], m["acc"]) == (150, 60, 90, 1.0)
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["--config.embeddings={x1d}"], "N×D"),
     (["--config.embeddings={x}", "--config.labels={y_short}"], "labels must be a vector of 150"),

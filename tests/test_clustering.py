@@ -94,6 +94,33 @@ def test_exact_knn_matches_scikit_learn():
   np.testing.assert_allclose(dist, ref_d[:, 1:], rtol=1e-3, atol=1e-3)
 
 
+def test_knn_against_a_reference_set_matches_scikit_learn():
+  rng = np.random.default_rng(4)
+  ref, query = rng.normal(size=(300, 5)).astype(np.float32), rng.normal(size=(700, 5)).astype(np.float32)
+  idx, dist = tsne.knn(query, 6, block=100, n_jobs=2, ref=ref)
+  ref_d, ref_i = NearestNeighbors(n_neighbors=6).fit(ref).kneighbors(query)
+  np.testing.assert_array_equal(idx, ref_i)
+  np.testing.assert_allclose(dist, ref_d, rtol=1e-3, atol=1e-3)
+
+
+def test_place_puts_a_point_at_the_median_of_its_neighbours_positions():
+  ref_z = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]], np.float32)
+  ref_xy = np.array([[0, 0], [1, 5], [2, 1], [50, 50], [60, 40]], np.float32)
+  xy = tsne.place(np.array([[1.1], [10.4]], np.float32), ref_z, ref_xy, k=3)
+  np.testing.assert_array_equal(xy, [[1, 1], [50, 40]])  # medians of 0,1,2 and 10,11,2
+
+
+def test_tsne_on_a_subsample_places_the_rest_and_clusters_every_point():
+  x, y = blobs(n=600)
+  clusters, m, xy = pipeline.run_pipeline(x, tiny_cfg(4, **{"tsne.max_n": 200}), labels=y)
+  assert (m["tsne"]["fitted"], m["tsne"]["placed"]) == (200, 400)
+  assert "place" in m["tsne"]["seconds"]
+  assert clusters.shape == (600,) and xy.shape == (600, 2) and np.isfinite(xy).all()
+  assert m["acc"] == 1.0  # placed points land in their own blob's island
+  _, m_all, _ = pipeline.run_pipeline(x, tiny_cfg(4, **{"tsne.max_n": 0}), labels=y)
+  assert (m_all["tsne"]["fitted"], "placed" in m_all["tsne"]) == (600, False)
+
+
 @pytest.mark.parametrize("exact_max_n", [6000, 100])
 def test_well_separated_blobs_cluster_perfectly(exact_max_n):
   x, y = blobs()

@@ -61,6 +61,30 @@ def kmeans(xy, num_clusters, n_init=10, seed=0):
     return km.fit_predict(np.asarray(xy, np.float64)).astype(np.int64)
 
 
+def embed_2d(z, ts, seed):
+  """t-SNE map of z's rows; above `ts.max_n` rows it is fitted on a seeded subsample of that
+  many and every other row is placed by `tsne.place` (median of its `ts.place_k` nearest
+  fitted rows). Returns (xy n×2, info)."""
+  n = len(z)
+  fit = np.arange(n) if ts.max_n <= 0 or n <= ts.max_n else np.sort(
+      np.random.default_rng(seed).choice(n, int(ts.max_n), replace=False))
+  xy_fit, info = tsne.embed(z[fit], ts.perplexity, ts.early_exaggeration_iter,
+                            ts.early_exaggeration, ts.n_iter, ts.exaggeration, ts.learning_rate,
+                            ts.init, ts.method, ts.bh_max_n, ts.n_jobs, seed, ts.dof)
+  info["fitted"] = int(len(fit))
+  if len(fit) == n:
+    return xy_fit, info
+  t = time.perf_counter()
+  rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
+  xy = np.empty((n, 2), np.float32)
+  xy[fit] = xy_fit
+  xy[rest] = tsne.place(z[rest], z[fit], xy_fit, ts.place_k, ts.n_jobs, seed)
+  info["seconds"]["place"] = time.perf_counter() - t
+  info["placed"] = int(len(rest))
+  info["place_k"] = int(ts.place_k)
+  return xy, info
+
+
 def run_pipeline(x_ND, cfg, labels=None):
   """Clusters the rows of x_ND; returns (cluster_labels N, metrics dict, xy N×2)."""
   x, labels = validate(x_ND, labels, int(cfg.num_clusters))
@@ -74,10 +98,7 @@ def run_pipeline(x_ND, cfg, labels=None):
     z, kinfo = x, {"method": "none"}
   seconds["kpca"] = time.perf_counter() - t
   t = time.perf_counter()
-  ts = cfg.tsne
-  xy, tinfo = tsne.embed(z, ts.perplexity, ts.early_exaggeration_iter, ts.early_exaggeration,
-                         ts.n_iter, ts.exaggeration, ts.learning_rate, ts.init, ts.method,
-                         ts.bh_max_n, ts.n_jobs, int(cfg.seed), ts.dof)
+  xy, tinfo = embed_2d(z, cfg.tsne, int(cfg.seed))
   seconds["tsne"] = time.perf_counter() - t
   t = time.perf_counter()
   clusters = kmeans(xy, int(cfg.num_clusters), int(cfg.kmeans.n_init), int(cfg.seed))

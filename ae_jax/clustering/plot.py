@@ -37,9 +37,14 @@ def _scatter(ax, xy, values, title):
     bar.ax.set_yticklabels([str(v) for v in names])
 
 
-def embedding(path, xy, clusters, labels=None, title="", fmt=None):
-  """Writes one panel (clusters) or two (true labels | clusters) of the 2-D map."""
+def embedding(path, xy, clusters, labels=None, title="", fmt=None, max_points=200_000):
+  """Writes one panel (clusters) or two (true labels | clusters) of the 2-D map; above
+  `max_points` points it draws a seeded subsample of that many."""
   xy = np.asarray(xy)
+  if len(xy) > max_points:
+    keep = np.sort(np.random.default_rng(0).choice(len(xy), max_points, replace=False))
+    xy, clusters = xy[keep], np.asarray(clusters)[keep]
+    labels = None if labels is None else np.asarray(labels)[keep]
   panels = [] if labels is None else [(labels, "true label")]
   panels.append((clusters, "cluster"))
   fig = _figure(6.0 * len(panels), 5.4)

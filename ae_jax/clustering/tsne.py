@@ -53,37 +53,43 @@ def _select(h, k, probe):
   return np.take_along_axis(part, order, 1), np.take_along_axis(vals, order, 1)
 
 
-def knn(z, k, block=0, n_jobs=0, seed=0):
-  """Exact k nearest neighbours of every row (itself excluded): (idx n×k int64, dist n×k).
+def knn(z, k, block=0, n_jobs=0, seed=0, ref=None):
+  """Exact k nearest neighbours: (idx n×k int64, dist n×k) of every row of z among the rows
+  of `ref`, or with `ref=None` among z's other rows (itself excluded).
 
-  Each thread takes blocks of rows against all n with one matmul into a reused buffer:
-  [a, 1]·[-2b, |b|²]ᵀ = |b|² - 2a·b, which ranks a row's neighbours like |a-b|² (the
-  row's own |a|² is a constant), then `_select`. At most `block × n` floats a thread.
+  Each thread takes blocks of rows against all m reference rows with one matmul into a
+  reused buffer: [a, 1]·[-2b, |b|²]ᵀ = |b|² - 2a·b, which ranks a row's neighbours like
+  |a-b|² (the row's own |a|² is a constant), then `_select`. At most `block × m` floats a
+  thread.
   """
   from threadpoolctl import threadpool_limits  # pylint: disable=g-import-not-at-top
   z = np.asarray(z, np.float32)
-  n = len(z)
-  if not 0 < k < n:
-    raise ValueError(f"k must be in [1, {n - 1}], got {k}")
-  block = min(n, block or int(np.clip(2**24 // n, 64, 1024)))
+  self_knn = ref is None
+  ref = z if self_knn else np.asarray(ref, np.float32)
+  n, m = len(z), len(ref)
+  if not 0 < k < m + (not self_knn):
+    raise ValueError(f"k must be in [1, {m - self_knn}], got {k}")
+  block = min(n, block or int(np.clip(2**24 // m, 64, 1024)))
   sq = (z * z).sum(1)
+  sq_ref = (ref * ref).sum(1)
   left = np.concatenate([z, np.ones((n, 1), np.float32)], 1)
-  right = np.ascontiguousarray(np.concatenate([-2.0 * z, sq[:, None]], 1).T)
+  right = np.ascontiguousarray(np.concatenate([-2.0 * ref, sq_ref[:, None]], 1).T)
   probe_size = max(2048, 8 * k)
-  probe = None if n < 8 * probe_size else np.sort(
-      np.random.default_rng(seed).choice(n, probe_size, replace=False))
+  probe = None if m < 8 * probe_size else np.sort(
+      np.random.default_rng(seed).choice(m, probe_size, replace=False))
   idx = np.empty((n, k), np.int64)
   dist = np.empty((n, k), np.float32)
   threads = _threads(n_jobs)
 
   def work(starts):
-    buf = np.empty((block, n), np.float32)
+    buf = np.empty((block, m), np.float32)
     for start in starts:
       s = slice(start, min(start + block, n))
       h = buf[:s.stop - start]
       np.matmul(left[s], right, out=h)
-      rows = np.arange(len(h))
-      h[rows, rows + start] = np.inf
+      if self_knn:
+        rows = np.arange(len(h))
+        h[rows, rows + start] = np.inf
       idx[s], vals = _select(h, k, probe)
       dist[s] = np.sqrt(np.maximum(vals + sq[s, None], 0.0))
 
@@ -92,6 +98,18 @@ def knn(z, k, block=0, n_jobs=0, seed=0):
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
       list(pool.map(work, [starts[i::threads] for i in range(threads)]))
   return idx, dist
+
+
+def place(z, ref_z, ref_xy, k=10, n_jobs=0, seed=0):
+  """2-D positions for new rows z: the coordinate-wise median of the map positions `ref_xy`
+  of their k nearest rows in `ref_z` (openTSNE's `prepare_partial` placement, on our exact
+  kNN); returns n×2 float32."""
+  k = int(min(k, len(ref_z)))
+  idx, _ = knn(z, k, n_jobs=n_jobs, seed=seed, ref=ref_z)
+  out = np.empty((len(z), 2), np.float32)
+  for s in range(0, len(z), 65536):  # bounded k×block×2 gather
+    out[s:s + 65536] = np.median(np.asarray(ref_xy, np.float32)[idx[s:s + 65536]], axis=1)
+  return out
 
 
 def _init(init, z, affinities, seed):
