@@ -8,7 +8,7 @@ a damaged checkpoint is skipped with a warning naming it, a checkpoint that does
 not fit the model is an error, and nothing is ever deleted.
 
     mngr = checkpoint.manager(workdir, keep=3)
-    checkpoint.save(mngr, state, {'epoch': 2, 'batch_in_epoch': 0})
+    checkpoint.save(mngr, state, {'epoch': 2, 'batch_in_epoch': 0})   # or Saver(mngr).save: async
     found = checkpoint.restore_newest(mngr, abstract_state)   # Restored(state, meta, step, damaged) or None
     checkpoint.set_aside(mngr, found.damaged)                  # -> WORKDIR/checkpoints_corrupt/<step>
     config, model, variables, step = checkpoint.load_for_inference(workdir)
@@ -47,9 +47,10 @@ class Restored(NamedTuple):
   damaged: tuple  # newer steps that were skipped as unreadable
 
 
-def manager(workdir, *, keep=3, keep_period=None, create=True, alone=False):
-  """The CheckpointManager of WORKDIR/checkpoints (synchronous saves). `alone`: this process
-  reads without the job's other processes (inference), else all of them take part."""
+def manager(workdir, *, keep=3, keep_period=None, create=True, alone=False, async_save=False):
+  """The CheckpointManager of WORKDIR/checkpoints. `alone`: this process reads without the
+  job's other processes (inference), else all of them take part. `async_save`: saves write
+  in a background thread (`Saver`)."""
   solo = {}
   if alone and jax.process_count() > 1:
     me = jax.process_index()
@@ -57,7 +58,7 @@ def manager(workdir, *, keep=3, keep_period=None, create=True, alone=False):
         primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"alone{me}")
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, keep_period=keep_period or None, create=create,
-      enable_async_checkpointing=False, **solo)
+      enable_async_checkpointing=async_save, **solo)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, SUBDIR)), options=options)
 
 
@@ -66,31 +67,79 @@ def step_dir(mngr, step):
   return os.path.join(str(mngr.directory), str(step))
 
 
-def save(mngr, state, meta, step=None):
-  """Saves synchronously (orbax writes a temporary directory and renames it), then the manifest.
-  `step` defaults to `state.step`.
+def save(mngr, state, meta, step=None, *, wait=True):
+  """Saves `state` and `meta` (orbax writes a temporary directory and renames it), then,
+  with `wait`, the manifest (else `finish` does that later). `step` defaults to `state.step`.
 
   A failed write (a full disk) raises `errors.SaveFailed` naming the path; the half-written
   directory is removed and the checkpoints saved before stay as they were."""
   step = int(jax.device_get(state.step)) if step is None else int(step)
-  path = step_dir(mngr, step)
   try:
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                             meta=ocp.args.JsonSave(meta)), force=True)
+  except (OSError, ValueError) as e:  # tensorstore reports ENOSPC as ValueError
+    raise _save_failed(mngr, step, e) from e
+  if wait:
+    finish(mngr, step)
+  return step
+
+
+def finish(mngr, step):
+  """Waits until the save of `step` is written, then writes its manifest (every process
+  takes part); `errors.SaveFailed` as in `save`."""
+  path = step_dir(mngr, step)
+  try:
     mngr.wait_until_finished()
     if distributed.is_primary():
       with open(os.path.join(path, MANIFEST + ".tmp"), "w") as f:
         json.dump(_file_sums(path), f, indent=0, sort_keys=True)
       os.replace(os.path.join(path, MANIFEST + ".tmp"), os.path.join(path, MANIFEST))
     distributed.barrier(f"manifest {step}")
-  except (OSError, ValueError) as e:  # tensorstore reports ENOSPC as ValueError
-    if distributed.is_primary():
-      _discard_unfinished(mngr, step)
-    kept = [s for s in steps(mngr) if s != step]
-    raise errors.SaveFailed(
-        f"cannot save the checkpoint {path}: {_reason(e)}; "
-        + (f"the checkpoint at step {kept[-1]} is kept" if kept else "no earlier checkpoint")) from e
-  return step
+  except (OSError, ValueError) as e:
+    raise _save_failed(mngr, step, e) from e
+
+
+def _save_failed(mngr, step, e):
+  """The `SaveFailed` for a failed save of `step`, once what it left is removed."""
+  if distributed.is_primary():
+    _discard_unfinished(mngr, step)
+  kept = [s for s in steps(mngr) if s != step]
+  return errors.SaveFailed(
+      f"cannot save the checkpoint {step_dir(mngr, step)}: {_reason(e)}; "
+      + (f"the checkpoint at step {kept[-1]} is kept" if kept else "no earlier checkpoint"))
+
+
+class Saver:
+  """Saves that overlap the training calls after them, on a `manager(..., async_save=True)`:
+  `save` finishes the save before (its manifest) and starts one; `finish` waits for it.
+
+    saver = checkpoint.Saver(mngr)
+    saver.save(state, meta)    # returns once the state is copied; files are written meanwhile
+    saver.finish()             # before reading checkpoints, and at the end of the run
+  """
+
+  def __init__(self, mngr):
+    self.mngr, self.pending = mngr, None
+
+  def save(self, state, meta):
+    """Finishes the previous save, then starts saving `state` (SaveFailed as `save`)."""
+    self.finish()
+    # Own buffers: the next train call donates the state's while the save may still read them.
+    state = jax.tree_util.tree_map(lambda x: x.copy(), state)
+    self.pending = save(self.mngr, state, meta, wait=False)
+
+  def finish(self):
+    """Waits for the save in flight, if any, and writes its manifest."""
+    step, self.pending = self.pending, None
+    if step is not None:
+      finish(self.mngr, step)
+
+  def close(self):
+    """`finish` for a run that ends by an error: a failed save is a warning, not a second error."""
+    try:
+      self.finish()
+    except errors.SaveFailed as e:
+      _warn(str(e))
 
 
 def _reason(e):

@@ -4,7 +4,7 @@ and a second launch on a workdir a live run holds (`WorkdirLock`).
     with faults.WorkdirLock(workdir):          # UserError naming the owner if a live run holds it
       ...
     with faults.StopSignal() as stop:          # the loop polls stop.signal between calls
-      guard = faults.NanGuard(mngr)
+      guard = faults.NanGuard(checkpoint.Saver(mngr))
       guard.add(bad_step)                      # per call, no host read
       guard.check()                            # at the log cadence: NonFiniteLoss at the first bad step
       guard.save(state, meta)                  # checkpoints only a finite state
@@ -68,17 +68,19 @@ def _all_finite(tree):
 class NanGuard:
   """Collects each call's first-bad-step flag without reading it back; `check` reads them
   (a host sync, at the logging cadence only) and raises `NonFiniteLoss` at the first bad
-  step; `save` checkpoints only a state whose losses and variables are all finite."""
+  step; `save` checkpoints (through a `checkpoint.Saver`) only a state whose losses and
+  variables are all finite."""
 
-  def __init__(self, mngr):
-    self.mngr, self.unchecked = mngr, []
+  def __init__(self, saver):
+    self.saver, self.unchecked = saver, []
 
   def add(self, bad_step):
     """Records one call's first bad step (-1: none), on device."""
     self.unchecked.append(bad_step)
 
   def _last_kept(self):
-    kept = checkpoint.steps(self.mngr)
+    self.saver.close()  # the save in flight holds a good state
+    kept = checkpoint.steps(self.saver.mngr)
     return f"kept the last good checkpoint (step {kept[-1]})" if kept else "no checkpoint was saved"
 
   def check(self):
@@ -99,7 +101,7 @@ class NanGuard:
     if not _all_finite(train_state.variables(state)):
       raise errors.NonFiniteLoss(f"non-finite parameters at step {int(state.step)}; "
                                  f"{self._last_kept()}")
-    checkpoint.save(self.mngr, state, meta)
+    self.saver.save(state, meta)
 
 
 LOCK = ".lock"

@@ -18,7 +18,7 @@ from ae_jax import checkpoint, distributed, errors, models, report, transfer
 # Keys (top-level sections or full dotted names) that may change between runs on one
 # workdir: extending or re-plotting a run, or how the same gradients are computed.
 RESUMABLE_KEYS = ("num_epochs", "min_steps", "log_every_steps", "steps_per_call", "overwrite",
-                  "eval_batch_size", "reconstruction_indices", "checkpoint", "init_from",
+                  "eval_batch_size", "eval", "reconstruction_indices", "checkpoint", "init_from",
                   "arch.loop_safe_conv")
 
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 
 from ae_jax import backend, checkpoint, data, distributed, errors, faults, figures, models
-from ae_jax import pixels, report, run_config, steps, train_state, transfer
+from ae_jax import periodic, pixels, report, run_config, steps, train_state, transfer
 
 
 def validate(config):
@@ -43,9 +43,18 @@ def validate(config):
       "num_epochs": (c.num_epochs, 0), "min_steps": (c.get("min_steps", 0), 0),
       "checkpoint.every_epochs": (c.checkpoint.every_epochs, 1),
       "checkpoint.keep": (c.checkpoint.keep, 1), "checkpoint.keep_evenly": (c.checkpoint.keep_evenly, 0)}
+  integers.update({"eval.every_epochs": (c.eval.every_epochs, 1),
+                   "eval.every_steps": (c.eval.every_steps, 0),
+                   "checkpoint.every_steps": (c.checkpoint.every_steps, 0)})
   for k, (v, lo) in integers.items():
     if not isinstance(v, int) or isinstance(v, bool) or v < lo:
       raise errors.UserError(f"config.{k} must be an integer >= {lo}, got {v!r}")
+  seconds = {"eval.every_seconds": c.eval.every_seconds,
+             "checkpoint.every_seconds": c.checkpoint.every_seconds,
+             "checkpoint.min_seconds": c.checkpoint.min_seconds}
+  for k, v in seconds.items():
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+      raise errors.UserError(f"config.{k} must be a number of seconds >= 0, got {v!r}")
   if not c.learning_rate > 0:
     raise errors.UserError(f"config.learning_rate must be > 0, got {c.learning_rate}")
   pixels.parse(c.pixel_range)
@@ -72,19 +81,6 @@ def classifying(config):
   return config.get("task", "autoencode") == "classify"
 
 
-def num_epochs(config, steps_per_epoch):
-  """`num_epochs`, raised to as many epochs as make `min_steps` steps (small datasets)."""
-  return max(config.num_epochs, -(-config.get("min_steps", 0) // steps_per_epoch))
-
-
-def epoch_cadence(config, epochs):
-  """(evaluate every E epochs, checkpoint every C epochs). When min_steps raises the epoch
-  count, both stretch by the same factor, so the run keeps as many evals and checkpoints as
-  `num_epochs` gives (a tiny dataset's 2-step epochs do not each pay an eval and a save)."""
-  stretch = max(1, -(-epochs // max(config.num_epochs, 1)))
-  return stretch, stretch * config.checkpoint.every_epochs
-
-
 def init_from(state, source):
   """Replaces params (and batch stats) by those of another run's newest checkpoint."""
   _, _, variables, step = checkpoint.load_for_inference(source)
@@ -106,44 +102,6 @@ def write_plots(config, workdir, model, variables, ds):
     figures.save_reconstructions(workdir, model, variables, ds, config.reconstruction_indices)
 
 
-class Schedule(NamedTuple):
-  """The run's length and the steps its periodic actions (log, eval, checkpoint) fire at."""
-  steps_per_epoch: int
-  epochs: int
-  total: int  # steps
-  log_every: int  # steps
-  eval_every: int  # epochs
-  save_every: int  # epochs
-
-  @classmethod
-  def of(cls, config, steps_per_epoch):
-    """The schedule of `config` over epochs of `steps_per_epoch` steps (min_steps applied)."""
-    epochs = num_epochs(config, steps_per_epoch)
-    return cls(steps_per_epoch, epochs, epochs * steps_per_epoch, config.log_every_steps,
-               *epoch_cadence(config, epochs))
-
-  def call_length(self, step, steps_per_call):
-    """Steps in the call starting at `step`: calls never cross an epoch end."""
-    return min(steps_per_call, self.steps_per_epoch - step % self.steps_per_epoch,
-               self.total - step)
-
-  def at_epochs(self, step, every):
-    """Whether `step` ends an epoch that is a multiple of `every`, or the run."""
-    epoch_end = step % self.steps_per_epoch == 0
-    return epoch_end and (step // self.steps_per_epoch % every == 0 or step == self.total)
-
-  def log_due(self, prev, step):
-    """Whether the call from `prev` to `step` crossed a log interval or ends an eval epoch."""
-    return step // self.log_every > prev // self.log_every or self.at_epochs(step, self.eval_every)
-
-  def keep_period(self, keep_evenly):
-    """orbax keep_period keeping about `keep_evenly` checkpoints, on the save interval."""
-    if not keep_evenly:
-      return None
-    return self.steps_per_epoch * self.save_every * max(
-        1, self.epochs // self.save_every // keep_evenly)
-
-
 class Run(NamedTuple):
   """Everything `set_up` builds before the workdir is touched."""
   model: Any
@@ -152,7 +110,7 @@ class Run(NamedTuple):
   full: data.Dataset
   train_ds: data.Dataset
   val_ds: data.Dataset
-  schedule: Schedule
+  schedule: periodic.Schedule
   mngr: Any
   mesh: Any
   restored: Optional[checkpoint.Restored]
@@ -186,10 +144,10 @@ def set_up(config, workdir, train_ds=None):
   print(f"{name}: {models.count_params(state.params):,} parameters "
         f"({models.size_mb(state.params):.2f} MB); {len(train_ds)} train / {len(val_ds)} val "
         f"images {full.image_shape} from {full.name}", flush=True)
-  schedule = Schedule.of(config, steps_per_epoch)
+  schedule = periodic.Schedule.of(config, steps_per_epoch)
   mngr = checkpoint.manager(workdir, keep=config.checkpoint.keep,
                             keep_period=schedule.keep_period(config.checkpoint.keep_evenly),
-                            create=False)
+                            create=False, async_save=True)
   restored = None if overwrite_diff else checkpoint.restore_newest(mngr, state)
   if restored is None and config.init_from:
     state = init_from(state, config.init_from)
@@ -282,7 +240,12 @@ def train_loop(config, workdir, run, state, meta, stop):
   evaluate = steps.make_eval(run.model, config, mesh)
   writer = report.MetricsWriter(workdir, step)
   progress = report.Progress(s.total, config.batch_size, step)
-  guard = faults.NanGuard(run.mngr)
+  guard = faults.NanGuard(checkpoint.Saver(run.mngr))
+  c = config.checkpoint
+  evals = periodic.Cadence(s, epochs=s.eval_every, steps=config.eval.every_steps,
+                           seconds=config.eval.every_seconds)
+  saves = periodic.Cadence(s, epochs=s.save_every, steps=c.every_steps, seconds=c.every_seconds,
+                           min_seconds=c.min_seconds)
   # The state's loss sums were read for a log line just before the checkpoint was saved.
   zero_log_sums = bool(meta.get("log_sums_read", meta.get("reset_log")))
   t_start = time.perf_counter()
@@ -306,21 +269,26 @@ def train_loop(config, workdir, run, state, meta, stop):
               flush=True)
         progress.restart_clock(step + k)
       prev, step = step, step + k
-      if s.log_due(prev, step):
+      at_log = s.log_due(prev, step)
+      evaluating = val_source is not None and evals.due(prev, step, at_log=at_log)
+      if at_log or evaluating:  # an eval line comes after the train loss it follows
         guard.check()
         log_line(config, state, step, s, writer, progress)
         zero_log_sums = True
-      if s.at_epochs(step, s.eval_every) and val_source is not None:
+      if evaluating:
         ev = eval_line(evaluate, state, val_source, step, s, writer, guard)
+        evals.fired()
         if best is not None:
-          guard.check()
           best.update(state, ev, step // s.steps_per_epoch)
       stopping = stop.signal is not None
-      if s.at_epochs(step, s.save_every) or stopping:
+      if saves.due(prev, step, at_log=at_log, stopping=stopping):
         guard.save(state, {"epoch": step // s.steps_per_epoch,
                            "batch_in_epoch": step % s.steps_per_epoch,
                            "steps_per_epoch": s.steps_per_epoch, "log_sums_read": zero_log_sums})
+        saves.fired()
+    guard.saver.finish()
   finally:
+    guard.saver.close()
     writer.close()
   if stopping and step < s.total:
     stop.honoured = True

@@ -40,7 +40,11 @@ def get_config():
   c.steps_per_call = 0  # steps per jitted call (a fori_loop; 1: no loop; 0: ae_jax/backend.py picks)
   c.log_every_steps = 50
   c.eval_batch_size = 1000
-  c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, keep=3, keep_evenly=0))
+  # Evaluate and checkpoint when any set cadence is due (0 switches one off). A checkpoint is
+  # also written at the end and on SIGTERM, but never sooner than min_seconds after the last.
+  c.eval = ml_collections.ConfigDict(dict(every_epochs=1, every_steps=0, every_seconds=0.))
+  c.checkpoint = ml_collections.ConfigDict(dict(
+      every_epochs=1, every_steps=0, every_seconds=0., min_seconds=30., keep=3, keep_evenly=0))
   c.init_from = ""  # workdir of another run whose newest params initialise this one
   c.overwrite = False  # allow a workdir that holds a run of a different config
   c.reconstruction_indices = (1, 2, 3, 6, 7, 9)

@@ -7,10 +7,13 @@ resident on device, `steps_per_call` steps per jitted call, donated state, no ho
 until the end of a timing window. PyTorch runs eager, `Adam(fused=True)`, the same
 gather-by-permutation batching. Also printed: ae_jax's compile time, its achieved GFLOP/s
 (XLA's own count of one step's flops) and that as a share of a float32 matmul rate
-measured with NumPy in the same run.
+measured with NumPy in the same run. Then the whole command (experiments/bench_command.py):
+`ae_jax.main` seconds per epoch, evals, checkpoints and logs included, against a plain
+PyTorch loop, at the batch sizes of `--command_batches`.
 
     pip install -r requirements-bench.txt
-    python -m experiments.bench_train                      # every case, about 4 minutes
+    python -m experiments.bench_train                      # every case + command rows, ~12 minutes
+    python -m experiments.bench_train --command_batches=   # bare steps only, about 4 minutes
     python -m experiments.bench_train --cases=mlp-8,mlp-256 --seconds=1 --rounds=3
     python -m experiments.bench_train --cases= --ablate=mlp-8,conv --rounds=5   # what each change gave
 """
@@ -30,7 +33,9 @@ import jax
 import numpy as np
 import optax
 
-from ae_jax import backend, data, models, steps, train_state
+from experiments import bench_command, common
+
+from ae_jax import backend, data, models, steps, train_state  # pylint: disable=g-bad-import-order
 from ae_jax.models import fastconv
 
 # name → (config module, config overrides); batch_size/steps_per_call not given = the
@@ -302,6 +307,8 @@ def main():
   p.add_argument("--ablate", default="", help="comma-separated cases to also time against "
                  "the train-path versions ae_jax replaced (optax's Adam, a sort per call, "
                  "default compiler options, matmul calls for short contractions)")
+  p.add_argument("--command_batches", default="256,8",
+                 help="comma-separated batch sizes of the whole-command rows ('' for none)")
   p.add_argument("--output", default="", help="also write results.json/results.md here")
   args = p.parse_args()
   cases = [c for c in args.cases.split(",") if c]
@@ -309,8 +316,8 @@ def main():
   unknown = set(cases + ablated) - set(CASES)
   if unknown:
     p.error(f"unknown cases {sorted(unknown)}")
-  print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s), "
-        f"{os.cpu_count()} CPU cores", flush=True)
+  print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s); "
+        f"{common.machine()}", flush=True)
   train_ds, _ = data.split(data.load("mnist_5k"), 0.1, 0)
   probe, rows, t_start = MatmulProbe(), [], time.perf_counter()
   for name in cases:
@@ -320,16 +327,23 @@ def main():
                            not args.no_torch))
     print(f"  {name}: {json.dumps({k: v for k, v in rows[-1].items() if k != 'case'})} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
+  matmul = probe.gflops()
   probe.close()
   table = format_table(rows) if rows else ""
+  batches = [int(b) for b in args.command_batches.split(",") if b]
+  command = bench_command.rows(batches, args.rounds) if batches else []
+  if command:
+    table += "\n\n" + bench_command.format_rows(command)
   for case in ablated:
     table += "\n\n" + "\n".join(ablate(case, train_ds.images, args.seconds, args.rounds))
   print(f"\n{table}\n\nmedians of {args.rounds} interleaved rounds; ratio = ae_jax / the better "
-        f"of PyTorch at 1 and {os.cpu_count()} threads; {time.perf_counter() - t_start:.0f} s in all")
+        f"of PyTorch at 1 and {os.cpu_count()} threads (command rows: PyTorch / ae_jax seconds "
+        f"per epoch); NumPy matmul {matmul:.0f} GFLOP/s; {time.perf_counter() - t_start:.0f} s in all")
   if args.output:
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, "results.json"), "w") as f:
-      json.dump({"rows": rows}, f, indent=2)
+      json.dump({"rows": rows, "command_rows": command, "machine": common.machine(),
+                 "matmul_gflop_s": matmul}, f, indent=2)
     with open(os.path.join(args.output, "results.md"), "w") as f:
       f.write(table + "\n")
 

@@ -22,7 +22,8 @@ def tfds_data_dir(tmp_path_factory):
 
 def tiny(name="mlp", **overrides):
   """A config shrunk to run in a second or two on mnist_5k."""
-  base = dict(num_epochs=1, min_steps=0, batch_size=64, steps_per_call=8, log_every_steps=20)
+  base = dict(num_epochs=1, min_steps=0, batch_size=64, steps_per_call=8, log_every_steps=20,
+              **{"checkpoint.min_seconds": 0})  # a checkpoint every epoch, however short
   return configs.load(name, **{**base, **overrides})
 
 
@@ -43,7 +44,7 @@ def run_cli(module, *args, timeout=300):
 # The small CLI training run that test_main and test_cluster_cli share (the clustering test
 # works on a copy): 2 epochs of 35 steps.
 MLP_CLI = ["--config=configs/mlp.py", "--config.num_epochs=2", "--config.batch_size=128",
-           "--config.log_every_steps=10"]
+           "--config.log_every_steps=10", "--config.checkpoint.min_seconds=0"]
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from tests.conftest import ROOT, saved_state
 
 # 20 steps an epoch (4,500 training images, batch 224 = 4 × 56), a log line every step.
 ARGS = ["--config=configs/mlp.py", "--config.batch_size=224", "--config.steps_per_call=1",
-        "--config.log_every_steps=1"]
+        "--config.log_every_steps=1", "--config.checkpoint.min_seconds=0"]
 
 
 def _env(devices):
