@@ -12,11 +12,13 @@ Spec strings (README): `mnist_5k` (embedded, offline), any TFDS catalog name
 Datasets that fit in memory are read once into arrays and batched on device by a
 seeded permutation per epoch, so the iterator position is just the global step
 (epoch = step // steps_per_epoch): a per-record host pipeline would be slower than the
-jitted step it feeds.
+jitted step it feeds. `load(..., lazy=True)` opens a dataset without reading its images:
+they are `Rows`, read by index from a memory-mapped .npy or a TFDS data source (the
+streaming path, ae_jax/stream.py).
 """
 import dataclasses
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +32,7 @@ EMBEDDED = "mnist_5k"
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """A whole dataset in memory: images, optional labels, and where they came from."""
-  images: np.ndarray  # N×H×W×C: uint8 0–255 as stored (4× smaller), or float32 in [0, 1]
+  images: Any  # N×H×W×C ndarray or lazy `Rows`: uint8 0–255 as stored, or float32 in [0, 1]
   labels: Optional[np.ndarray]  # N int32, or None
   name: str
   class_names: Optional[list] = None
@@ -51,16 +53,70 @@ class Dataset:
     return None if self.labels is None else int(self.labels.max()) + 1
 
   def take(self, idx):
-    """The examples at `idx`, as a Dataset."""
-    return Dataset(self.images[idx], None if self.labels is None else self.labels[idx],
-                   self.name, self.class_names)
+    """The examples at `idx`, as a Dataset (lazy images stay lazy: a view)."""
+    images = self.images.view(idx) if isinstance(self.images, Rows) else self.images[idx]
+    return Dataset(images, None if self.labels is None else self.labels[idx], self.name,
+                   self.class_names)
+
+  def in_memory(self):
+    """The dataset with its images read into one array."""
+    if not isinstance(self.images, Rows):
+      return self
+    return dataclasses.replace(self, images=self.images[np.arange(len(self))])
 
 
-def _records_to_arrays(src, name, class_names=None):
-  records = src.__getitems__(list(range(len(src))))
-  images = np.stack([r["image"] for r in records])
-  labels = np.asarray([r["label"] for r in records], np.int32) if "label" in records[0] else None
-  return images, labels
+class Rows:
+  """Images N×H×W×C read by row index, `rows[idx]` → ndarray, never all at once: a
+  memory-mapped .npy (mapped per read, so the pages read are let go) or a TFDS data source.
+  `view(idx)` is a subset, still lazy."""
+
+  def __init__(self, read, shape, dtype, index=None):
+    self._read, self.shape, self.dtype = read, tuple(shape), np.dtype(dtype)
+    self._index = index  # the source's rows this view holds (None: all of them)
+
+  @property
+  def ndim(self):
+    return len(self.shape)
+
+  def __len__(self):
+    return self.shape[0]
+
+  def _source_rows(self, idx):
+    idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, np.int64)
+    return idx if self._index is None else self._index[idx]
+
+  def view(self, idx):
+    """The rows at `idx` as another lazy `Rows`."""
+    rows = self._source_rows(idx)
+    return Rows(self._read, (len(rows), *self.shape[1:]), self.dtype, rows)
+
+  def __getitem__(self, idx):
+    rows = self._source_rows(idx)
+    if rows.ndim == 0:
+      return self[rows[None]][0]
+    order = np.argsort(rows, kind="stable")  # read in file order, hand back in the asked one
+    out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+    for lo in range(0, len(rows), _CHUNK):
+      out[order[lo:lo + _CHUNK]] = self._read(rows[order[lo:lo + _CHUNK]])
+    return out
+
+
+_CHUNK = 8192  # rows read at once: bounds the memory a whole-set read takes on top of its result
+
+
+def _tfds_rows(src):
+  """(Rows over a TFDS data source's images, its labels or None), read a chunk at a time."""
+  def read(rows):
+    return np.stack([r["image"] for r in src.__getitems__([int(i) for i in rows])])
+
+  first = src.__getitems__([0])[0]
+  has_labels = "label" in first
+  labels = []
+  for lo in range(0, len(src) if has_labels else 0, _CHUNK):
+    labels += [r["label"] for r in src.__getitems__(list(range(lo, min(lo + _CHUNK, len(src)))))]
+  image = np.asarray(first["image"])
+  return (Rows(read, (len(src), *image.shape), image.dtype),
+          np.asarray(labels, np.int32) if has_labels else None)
 
 
 def _load_tfds(name, data_dir, split):
@@ -82,16 +138,16 @@ def _load_tfds(name, data_dir, split):
   except Exception as e:  # TFDS raises many types: unknown name, no network, bad split.
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise errors.UserError(f"cannot load TFDS dataset {name!r} (split {split!r}): {msg[:300]}") from e
-  images, labels = _records_to_arrays(src, name)
+  images, labels = _tfds_rows(src)
   return images, labels, class_names
 
 
-def load_npy(path, what):
+def load_npy(path, what, mmap_mode=None):
   """np.load with one clear error for a missing or unreadable file."""
   if not os.path.isfile(path):
     raise errors.UserError(f"{what} file not found: {path}")
   try:
-    return np.load(path, allow_pickle=False)
+    return np.load(path, allow_pickle=False, mmap_mode=mmap_mode)
   except Exception as e:
     raise errors.UserError(f"cannot read {what} file {path}: {e}") from e
 
@@ -104,32 +160,70 @@ def as_unit(images):
   return images
 
 
+def _check_shape(shape, name):
+  if len(shape) != 4 or shape[-1] not in (1, 3, 4) or min(shape[1:3]) < 4:
+    raise errors.UserError(
+        f"{name} must be N×H×W or N×H×W×C with C in 1,3,4; got shape {shape}")
+  if shape[0] == 0:
+    raise errors.UserError(f"{name} is empty")
+
+
+def _to_unit(dtype, lo, hi, finite, name):
+  """The map from stored float pixels spanning [lo, hi] to float32 in [0, 1]."""
+  if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+    raise errors.UserError(f"{name} must be uint8 or float, got dtype {dtype}")
+  if not finite:
+    raise errors.UserError(f"{name} contains NaN or infinite pixels")
+  if lo >= 0 and hi <= 1:
+    return lambda x: x.astype(np.float32)
+  if lo >= -1 and hi <= 1:
+    return lambda x: (x.astype(np.float32) + 1) / 2
+  if lo >= 0 and hi <= 255:
+    return lambda x: x.astype(np.float32) / 255.0
+  raise errors.UserError(f"{name} pixel values span [{lo:g}, {hi:g}]; expected [0,1], [-1,1] or 0–255")
+
+
 def canonical_images(images, name="images"):
   """uint8 0–255 images as they are, float images → float32 in [0, 1]; NHWC. Validates
   shape and values."""
   images = np.asarray(images)
   if images.ndim == 3:
     images = images[..., None]
-  if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or min(images.shape[1:3]) < 4:
-    raise errors.UserError(
-        f"{name} must be N×H×W or N×H×W×C with C in 1,3,4; got shape {images.shape}")
-  if len(images) == 0:
-    raise errors.UserError(f"{name} is empty")
+  _check_shape(images.shape, name)
   if images.dtype == np.uint8:
     return images
-  if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
-    raise errors.UserError(f"{name} must be uint8 or float, got dtype {images.dtype}")
-  images = images.astype(np.float32)
-  if not np.isfinite(images).all():
-    raise errors.UserError(f"{name} contains NaN or infinite pixels")
-  lo, hi = float(images.min()), float(images.max())
-  if lo >= 0 and hi <= 1:
-    return images
-  if lo >= -1 and hi <= 1:
-    return (images + 1) / 2
-  if lo >= 0 and hi <= 255:
-    return images / 255.0
-  raise errors.UserError(f"{name} pixel values span [{lo:g}, {hi:g}]; expected [0,1], [-1,1] or 0–255")
+  if np.issubdtype(images.dtype, np.number) and not np.issubdtype(images.dtype, np.complexfloating):
+    images = images.astype(np.float32)
+    finite = bool(np.isfinite(images).all())
+    lo, hi = (float(images.min()), float(images.max())) if finite else (0.0, 0.0)
+  else:
+    finite, lo, hi = True, 0.0, 0.0
+  return _to_unit(images.dtype, lo, hi, finite, name)(images)
+
+
+def _npy_rows(path, name):
+  """`Rows` over the images of a .npy file, checked and scaled as `canonical_images` does
+  (float files: one pass over them, a chunk at a time)."""
+  mm = load_npy(path, "images", mmap_mode="r")
+  shape = mm.shape + (1,) if mm.ndim == 3 else mm.shape
+  _check_shape(shape, name)
+  if mm.dtype == np.uint8:
+    convert, dtype = (lambda x: x), np.uint8
+  else:
+    lo, hi, finite = np.inf, -np.inf, True
+    if np.issubdtype(mm.dtype, np.number) and not np.issubdtype(mm.dtype, np.complexfloating):
+      for i in range(0, len(mm), _CHUNK):
+        chunk = np.asarray(mm[i:i + _CHUNK], np.float32)
+        finite = finite and bool(np.isfinite(chunk).all())
+        lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+    convert, dtype = _to_unit(mm.dtype, lo, hi, finite, name), np.float32
+  del mm
+
+  def read(rows):
+    x = np.load(path, mmap_mode="r")[rows]  # a copy; the mapping is let go with the array
+    return convert(x.reshape(len(rows), *shape[1:]))
+
+  return Rows(read, shape, dtype)
 
 
 def check_labels(labels, n, name="labels"):
@@ -145,21 +239,27 @@ def check_labels(labels, n, name="labels"):
   return labels.astype(np.int32)
 
 
-def load(spec: str, data_dir: str = "", split: str = "train") -> Dataset:
-  """Turns a dataset spec string into a validated in-memory `Dataset`."""
+def load(spec: str, data_dir: str = "", split: str = "train", lazy: bool = False) -> Dataset:
+  """Turns a dataset spec string into a validated `Dataset`: in memory, or with `lazy` its
+  images as `Rows` read from disk when asked for."""
   if not isinstance(spec, str) or not spec:
     raise errors.UserError("dataset spec is empty")
   if spec.startswith("npy:"):
     paths = spec[4:].split(",")
     if len(paths) > 2 or not paths[0]:
       raise errors.UserError(f"bad npy spec {spec!r}; use npy:IMAGES.npy[,LABELS.npy]")
-    images = canonical_images(load_npy(paths[0], "images"), f"images {paths[0]}")
+    images = _npy_rows(paths[0], f"images {paths[0]}")
     labels = None
     if len(paths) == 2:
       labels = check_labels(load_npy(paths[1], "labels"), len(images), f"labels {paths[1]}")
-    return Dataset(images, labels, spec)
-  images, labels, class_names = _load_tfds(spec, data_dir, split)
-  return Dataset(canonical_images(images, spec), labels, spec, class_names)
+    ds = Dataset(images, labels, spec)
+  else:
+    images, labels, class_names = _load_tfds(spec, data_dir, split)
+    _check_shape(images.shape, f"TFDS dataset {spec!r}")
+    if images.dtype != np.uint8:
+      raise errors.UserError(f"TFDS dataset {spec!r} stores {images.dtype} images; ae_jax reads uint8")
+    ds = Dataset(images, labels, spec, class_names)
+  return ds if lazy else ds.in_memory()
 
 
 def split(ds: Dataset, val_fraction: float, seed: int):

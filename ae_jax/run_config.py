@@ -19,7 +19,7 @@ from ae_jax import checkpoint, distributed, errors, models, report, transfer
 # workdir: extending or re-plotting a run, or how the same gradients are computed.
 RESUMABLE_KEYS = ("num_epochs", "min_steps", "log_every_steps", "steps_per_call", "overwrite",
                   "eval_batch_size", "eval", "reconstruction_indices", "checkpoint", "init_from",
-                  "arch.loop_safe_conv")
+                  "arch.loop_safe_conv", "stream", "stream_budget_mb", "stream_threads")
 
 
 # Keys added to the configs after runs were made, with the value that gives the behaviour

@@ -115,12 +115,14 @@ def epoch_order(config, n_train, step, mesh):
   return replicate(_permutation_fn(config, n_train)(step), mesh)
 
 
-def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
+def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed=False):
   """Returns train_call(state, perm, source, num_steps, zero_log_sums) → (state, perm, first
   bad step or -1): `num_steps` optimizer steps in one jitted call.
 
   `source` is the training set on device: the images N×H×W×C, or (images, labels) for a
-  classifier; each step gathers its batch from every array of it.
+  classifier; each step gathers its batch from every array of it. `streamed`: `source` is
+  the call's batches instead, K×B×H×W×C (`stream.Batches`), step i of the call takes the
+  i-th, and `perm` is passed through unread.
 
   The state is donated. `perm` is the training-set order of the epoch holding `state.step`:
   `epoch_order(...)` for the first call, the returned one after that. `zero_log_sums` zeroes the
@@ -142,11 +144,16 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
     state = state.replace(log_sum=jnp.where(zero_log_sums, 0.0, state.log_sum),
                           log_count=jnp.where(zero_log_sums, 0, state.log_count))
 
-    def body(_, carry):
+    def body(i, carry):
       state, perm, bad_step = carry
       step = state.step
-      perm = jax.lax.cond(step % steps_per_epoch == 0, permutation, lambda _: perm, step)
-      state, loss = one_step(state, source, perm)
+      if streamed:
+        batch = jax.tree_util.tree_map(lambda a: a[i], source)
+      else:
+        perm = jax.lax.cond(step % steps_per_epoch == 0, permutation, lambda _: perm, step)
+        idx = data.epoch_batch(perm, step, config.batch_size)
+        batch = jax.tree_util.tree_map(lambda a: a[idx], source)
+      state, loss = one_step(state, batch)
       return state, perm, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step)
 
     carry = (state, perm, jnp.full((), -1, jnp.int32))
@@ -159,12 +166,10 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None):
 
 
 def _make_step(model, tx, config, mesh):
-  """one_step(state, source, perm) → (state, loss): the batch of `state.step` in perm."""
-  batch_size = config.batch_size
+  """one_step(state, batch) → (state, loss): one optimizer step on the batch of `state.step`."""
 
-  def one_step(state, source, perm):
-    idx = data.epoch_batch(perm, state.step, batch_size)
-    batch = jax.tree_util.tree_map(lambda a: data.as_unit(_shard_batch(a[idx], mesh)), source)
+  def one_step(state, batch):
+    batch = jax.tree_util.tree_map(lambda a: data.as_unit(_shard_batch(a, mesh)), batch)
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):

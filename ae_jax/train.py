@@ -29,9 +29,10 @@ import time
 from typing import Any, NamedTuple, Optional
 
 import jax
+import numpy as np
 
 from ae_jax import backend, checkpoint, data, distributed, errors, faults, figures, models
-from ae_jax import periodic, pixels, report, run_config, steps, train_state, transfer
+from ae_jax import periodic, pixels, report, run_config, steps, stream, train_state, transfer
 
 
 def validate(config):
@@ -71,6 +72,7 @@ def validate(config):
     raise errors.UserError(f"config.task must be one of {TASKS}, got {c.task!r}")
   if classifying(c):
     transfer.validate(c)
+  stream.check(c)
 
 
 TASKS = ("autoencode", "classify")
@@ -113,6 +115,7 @@ class Run(NamedTuple):
   schedule: periodic.Schedule
   mngr: Any
   mesh: Any
+  streamed: bool  # train_ds is read from disk per step (ae_jax/stream.py), not held on device
   restored: Optional[checkpoint.Restored]
   overwrite_diff: Optional[str]  # the differences of another config's run to wipe
 
@@ -121,13 +124,16 @@ def set_up(config, workdir, train_ds=None):
   """Validates the input and builds the run, restoring its newest checkpoint; reads only.
   `train_ds` replaces the training split (a classifier's self-training rounds)."""
   validate(config)
-  full = data.load(config.dataset, config.data_dir)
+  full = data.load(config.dataset, config.data_dir, lazy=not classifying(config))
+  streamed = False
   if classifying(config):
     parts = transfer.splits(config, full)
     val_ds = parts["val"]
     train_ds = parts["train"] if train_ds is None else train_ds
   else:
     train_ds, val_ds = data.split(full, config.val_fraction, config.seed)
+    streamed = stream.chosen(config, train_ds)
+    train_ds, val_ds = (train_ds if streamed else train_ds.in_memory()), val_ds.in_memory()
   if config.get("rotation_weight", 0) > 0 and full.image_shape[0] != full.image_shape[1]:
     raise errors.UserError(f"rotation needs square images, got {full.image_shape}")
   steps_per_epoch = len(train_ds) // config.batch_size
@@ -155,7 +161,7 @@ def set_up(config, workdir, train_ds=None):
     loaded, step = transfer.load_pretrained(train_state.variables(state), config.pretrained_workdir)
     state = state.replace(params=loaded["params"], batch_stats=loaded.get("batch_stats", {}))
     print(f"encoder from {config.pretrained_workdir} (step {step}); mode {config.mode}", flush=True)
-  return Run(model, tx, state, full, train_ds, val_ds, schedule, mngr, mesh, restored,
+  return Run(model, tx, state, full, train_ds, val_ds, schedule, mngr, mesh, streamed, restored,
              overwrite_diff)
 
 
@@ -230,13 +236,19 @@ def train_loop(config, workdir, run, state, meta, stop):
   s, mesh = run.schedule, run.mesh
   start = step = int(state.step)
   arrays = lambda ds: (ds.images, ds.labels) if classifying(config) else ds.images  # noqa: E731
-  state, source = steps.replicate((state, arrays(run.train_ds)), mesh)
+  steps_per_call = backend.steps_per_call(config)
+  if run.streamed:
+    batches = stream.Batches(config, run.train_ds, mesh, start_step=step, total=s.total,
+                             call_steps=steps_per_call, state=meta.get(stream.STATE_KEY))
+    state, perm = steps.replicate((state, np.zeros(1, np.int32)), mesh)  # perm: unread
+  else:
+    state, source = steps.replicate((state, arrays(run.train_ds)), mesh)
+    perm = steps.epoch_order(config, len(run.train_ds), step, mesh)
   val_source = steps.replicate(arrays(run.val_ds), mesh) if len(run.val_ds) else None
   best = transfer.BestKeeper(workdir) if classifying(config) else None
   traces = []
   train_call = steps.make_train_call(run.model, run.tx, config, n_train=len(run.train_ds),
-                                     mesh=mesh, on_trace=traces.append)
-  perm = steps.epoch_order(config, len(run.train_ds), step, mesh)
+                                     mesh=mesh, on_trace=traces.append, streamed=run.streamed)
   evaluate = steps.make_eval(run.model, config, mesh)
   writer = report.MetricsWriter(workdir, step)
   progress = report.Progress(s.total, config.batch_size, step)
@@ -252,7 +264,6 @@ def train_loop(config, workdir, run, state, meta, stop):
   # The flag is read once per call, so the save below and the loop's exit see the same value
   # (a signal between two reads would end the loop without its checkpoint).
   stopping = stop.signal is not None
-  steps_per_call = backend.steps_per_call(config)
   try:
     while step < s.total and not stopping:
       k = s.call_length(step, steps_per_call)
@@ -260,6 +271,8 @@ def train_loop(config, workdir, run, state, meta, stop):
       if first:
         print(f"compiling the train step (steps {step}..{s.total})", flush=True)
       t0 = time.perf_counter()
+      if run.streamed:
+        source = batches.next_call(k)
       state, perm, bad_step = train_call(state, perm, source, k, zero_log_sums)
       zero_log_sums = False
       guard.add(bad_step)
@@ -282,9 +295,11 @@ def train_loop(config, workdir, run, state, meta, stop):
           best.update(state, ev, step // s.steps_per_epoch)
       stopping = stop.signal is not None
       if saves.due(prev, step, at_log=at_log, stopping=stopping):
+        where = {stream.STATE_KEY: batches.state()} if run.streamed else {}
         guard.save(state, {"epoch": step // s.steps_per_epoch,
                            "batch_in_epoch": step % s.steps_per_epoch,
-                           "steps_per_epoch": s.steps_per_epoch, "log_sums_read": zero_log_sums})
+                           "steps_per_epoch": s.steps_per_epoch, "log_sums_read": zero_log_sums,
+                           **where})
         saves.fired()
     guard.saver.finish()
   finally:

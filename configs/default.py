@@ -36,6 +36,12 @@ def get_config():
   # Pose-invariant inputs: random rotation (±degrees) and shift (±pixels), clean targets.
   c.pose_augment = ml_collections.ConfigDict(dict(max_degrees=0.0, max_shift=0.0))
 
+  # Input path: None streams the training set from disk (ae_jax/stream.py) only when it
+  # exceeds stream_budget_mb (0: a quarter of one device's memory); True/False force it.
+  c.stream = ml_collections.config_dict.placeholder(bool)
+  c.stream_budget_mb = 0
+  c.stream_threads = 4  # grain threads reading batches ahead
+
   # Loop, logging, checkpoints.
   c.steps_per_call = 0  # steps per jitted call (a fori_loop; 1: no loop; 0: ae_jax/backend.py picks)
   c.log_every_steps = 50

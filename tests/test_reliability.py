@@ -161,6 +161,24 @@ def test_sigterm_in_compile_then_kill_9_in_epoch_3_then_rerun_ends_bit_exact(ref
   assert_same_run(ref, workdir)
 
 
+@pytest.mark.slow
+def test_streamed_run_stopped_mid_epoch_then_killed_ends_bit_exact_as_the_in_memory_one(ref, tmp_path):
+  workdir, streamed = str(tmp_path / "run"), "--config.stream=True"
+  rc, out, err = run_until(workdir, f"step 40/{TOTAL}", signal.SIGTERM, streamed)
+  stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint saved", out)
+  assert rc == 0 and stopped, err[-3000:]
+  step = int(stopped[1])
+  meta = checkpoint.read_meta(checkpoint.manager(workdir, create=False), step)
+  assert meta["data_iterator"] == {"next_index": step} and 0 < step % 70  # mid-epoch
+  # kill -9 in epoch 3: the epoch-1 checkpoint is finished, the epoch-2 one maybe not yet.
+  rc, out, err = run_until(workdir, f"step 164/{TOTAL}", signal.SIGKILL, streamed)
+  assert rc == -signal.SIGKILL and f"resuming from checkpoint at step {step}" in out, err[-3000:]
+  rc, out, err = run_until(workdir, "", None, streamed)
+  resumed = re.search(r"resuming from checkpoint at step (\d+)", out)
+  assert rc == 0 and resumed and int(resumed[1]) in (70, 140), err[-3000:]
+  assert_same_run(ref, workdir)  # the reference trained in memory
+
+
 def test_sigint_mid_epoch_then_sigterm_in_eval_resume_bit_exact_with_batchnorm_dropout(
     bn_ref, tmp_path, monkeypatch, capsys, default_handlers):
   workdir, config = str(tmp_path / "run"), tiny(**SMALL, **BN)

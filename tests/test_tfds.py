@@ -28,8 +28,9 @@ def mocked(monkeypatch):
     yield
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["in_memory", "streamed"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_catalog_dataset_loads_and_trains_an_epoch(name, mocked, tmp_path):
+def test_catalog_dataset_loads_and_trains_an_epoch(name, stream, mocked, tmp_path):
   shape, first_class = CASES[name]
   ds = data.load(name, str(tmp_path / "tfds"))
   assert ds.images.shape == (N, *shape) and ds.images.dtype == np.uint8  # as TFDS stores them
@@ -39,9 +40,14 @@ def test_catalog_dataset_loads_and_trains_an_epoch(name, mocked, tmp_path):
   names = tfds.builder(name, data_dir=str(tmp_path / "tfds")).info.features["label"].names
   assert ds.class_names == names and len(names) == 10 and names[0] == first_class
   assert ds.name == name
+  lazy = data.load(name, str(tmp_path / "tfds"), lazy=True)  # the streaming path's source
+  assert isinstance(lazy.images, data.Rows) and lazy.images.shape == ds.images.shape
+  np.testing.assert_array_equal(lazy.images[[7, 0, 199]], ds.images[[7, 0, 199]])
+  np.testing.assert_array_equal(lazy.labels, ds.labels)
   workdir = str(tmp_path / "run")
   state = train.train_and_evaluate(
-      tiny(dataset=name, data_dir=str(tmp_path / "tfds"), batch_size=36, val_fraction=0.1),
+      tiny(dataset=name, data_dir=str(tmp_path / "tfds"), batch_size=36, val_fraction=0.1,
+           stream=stream),
       workdir)
   assert int(state.step) == (N - 20) // 36 == 5
   saved = json.load(open(os.path.join(workdir, "config.json")))["derived"]
