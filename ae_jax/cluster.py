@@ -55,9 +55,11 @@ def _step(cfg):
   return None if cfg.checkpoint_step < 0 else int(cfg.checkpoint_step)
 
 
-def _dataset(cfg, config):
-  """The dataset to encode: cfg.dataset, else the one the run in the workdir trained on."""
-  ds = data.load(cfg.dataset or config.dataset, cfg.data_dir or config.data_dir, split=cfg.split)
+def _dataset(cfg, config, lazy=False):
+  """The dataset to encode: cfg.dataset, else the one the run in the workdir trained on
+  (`lazy`: its images read a batch at a time)."""
+  ds = data.load(cfg.dataset or config.dataset, cfg.data_dir or config.data_dir, split=cfg.split,
+                 lazy=lazy)
   inference.check_image_shape(ds, config)
   return ds
 
@@ -95,7 +97,7 @@ def load_inputs(cfg, workdir):
     return x[ids], None if labels is None else labels[ids], ids, {"embeddings": cfg.embeddings}
   labels = data.load_npy(cfg.labels, "labels") if cfg.labels else None
   config, model, variables, step = checkpoint.load_for_inference(workdir, _step(cfg))
-  ds = _dataset(cfg, config)
+  ds = _dataset(cfg, config, lazy=True)
   if labels is not None:
     _, labels = pipeline.validate(np.zeros((len(ds), 1)), labels, cfg.num_clusters)
   ids = _subsample(len(ds), cfg.max_points, cfg.seed)

@@ -33,7 +33,7 @@ def main(argv):
   if not distributed.only_primary_works("embed"):
     return
   config, model, variables, step = checkpoint.load_for_inference(FLAGS.workdir, FLAGS.step)
-  ds = data.load(FLAGS.dataset or config.dataset, config.data_dir)
+  ds = data.load(FLAGS.dataset or config.dataset, config.data_dir, lazy=True)  # read per batch
   inference.check_image_shape(ds, config)
   z = inference.encode(model, variables, ds.images)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)

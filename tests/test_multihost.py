@@ -103,6 +103,15 @@ def test_two_processes_match_one_and_their_checkpoints_move_between_layouts(tmp_
   np.testing.assert_allclose(np.load(tmp_path / "z2.npy"), np.load(tmp_path / "z.npy"), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_two_processes_streaming_their_own_rows_match_one_in_memory(tmp_path):
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  _finish(_start(one, "--config.num_epochs=1", "--config.stream=False", processes=1))
+  outs = _finish(_start(two, "--config.num_epochs=1", "--config.stream=True"))
+  assert "trained 20 steps" in outs[1][0]
+  _assert_close(_losses(one), _losses(two))
+
+
 def _wait_for(path, procs, timeout=240):
   t0 = time.time()
   while not os.path.exists(path):
