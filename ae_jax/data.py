@@ -201,29 +201,49 @@ def canonical_images(images, name="images"):
   return _to_unit(images.dtype, lo, hi, finite, name)(images)
 
 
+def _npy_reader(path, mm):
+  """read(sorted rows) → those rows of the .npy at `path` (`mm`: its memory map, for the
+  layout), read with pread, a run of consecutive rows at a time: the file is never mapped,
+  so what was read leaves no pages in this process."""
+  if mm.dtype.hasobject or not mm.flags.c_contiguous:  # not a plain C-order array
+    return lambda rows: np.asarray(np.load(path, mmap_mode="r")[rows])
+  offset, row = mm.offset, int(np.prod(mm.shape[1:])) * mm.dtype.itemsize
+  dtype, shape = mm.dtype, mm.shape[1:]
+
+  def read(rows):
+    out = np.empty((len(rows), row), np.uint8)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    with open(path, "rb", buffering=0) as f:
+      for lo, hi in zip([0, *breaks], [*breaks, len(rows)]):
+        want, view = (hi - lo) * row, memoryview(out[lo:hi]).cast("B")
+        got = os.preadv(f.fileno(), [view], offset + int(rows[lo]) * row)
+        if got != want:
+          raise errors.UserError(f"{path} is shorter than its header says ({got} of {want} bytes "
+                                 f"at row {rows[lo]})")
+    return out.view(dtype).reshape(len(rows), *shape)
+
+  return read
+
+
 def _npy_rows(path, name):
   """`Rows` over the images of a .npy file, checked and scaled as `canonical_images` does
   (float files: one pass over them, a chunk at a time)."""
   mm = load_npy(path, "images", mmap_mode="r")
   shape = mm.shape + (1,) if mm.ndim == 3 else mm.shape
   _check_shape(shape, name)
+  raw = _npy_reader(path, mm)
   if mm.dtype == np.uint8:
     convert, dtype = (lambda x: x), np.uint8
   else:
     lo, hi, finite = np.inf, -np.inf, True
     if np.issubdtype(mm.dtype, np.number) and not np.issubdtype(mm.dtype, np.complexfloating):
       for i in range(0, len(mm), _CHUNK):
-        chunk = np.asarray(mm[i:i + _CHUNK], np.float32)
+        chunk = raw(np.arange(i, min(i + _CHUNK, len(mm)))).astype(np.float32)
         finite = finite and bool(np.isfinite(chunk).all())
         lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
     convert, dtype = _to_unit(mm.dtype, lo, hi, finite, name), np.float32
   del mm
-
-  def read(rows):
-    x = np.load(path, mmap_mode="r")[rows]  # a copy; the mapping is let go with the array
-    return convert(x.reshape(len(rows), *shape[1:]))
-
-  return Rows(read, shape, dtype)
+  return Rows(lambda rows: convert(raw(rows).reshape(len(rows), *shape[1:])), shape, dtype)
 
 
 def check_labels(labels, n, name="labels"):

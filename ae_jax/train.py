@@ -5,8 +5,9 @@
     state = train.train_and_evaluate(mlp.get_config(), '/tmp/mlp')
 
 Validates all input first (nothing is written before that), resumes from the newest
-readable checkpoint, runs jitted multi-step calls, evaluates at epoch ends, checkpoints,
-and writes metrics and plots. SIGTERM/SIGINT save a checkpoint at the next call
+readable checkpoint, runs jitted multi-step calls on data held on device or streamed from
+disk (ae_jax/stream.py), evaluates and checkpoints (in the background) on their cadences
+(ae_jax/periodic.py), and writes metrics and plots. SIGTERM/SIGINT save a checkpoint at the next call
 boundary and return early (a second signal acts as usual; one that comes once every
 step is done is re-delivered after the plots); a non-finite loss raises
 `errors.NonFiniteLoss` and keeps the last good checkpoint. Data order and step rngs
@@ -19,10 +20,9 @@ runs its self-training rounds as runs of their own.
 
 The pieces, in order: `set_up` (validate, build, restore-or-init; reads only),
 `take_workdir` (overwrite, set damaged checkpoints aside, write config.json), `train_loop`
-(the jitted multi-step calls of `steps.make_train_call` and, on the `Schedule`, the
-periodic `log_line`, `eval_line` and `faults.NanGuard.save` checkpoints, and the
-`faults.StopSignal`),
-then `write_plots`.
+(the jitted multi-step calls of `steps.make_train_call` and, on the `periodic.Schedule` and
+its `Cadence`s, `log_line`, `eval_line` and `faults.NanGuard.save` checkpoints, and the
+`faults.StopSignal`), then `write_plots`.
 """
 import os
 import time
@@ -230,21 +230,35 @@ def train_one(config, workdir, stop, train_ds=None):
   return state, run
 
 
+def _arrays(config, ds):
+  """What the steps read of a dataset: its images, and for a classifier its labels."""
+  return (ds.images, ds.labels) if classifying(config) else ds.images
+
+
+def data_feed(config, run, step, meta, steps_per_call):
+  """(first perm, source_of(k), data_meta()): the training data's way into the calls from
+  `step` — on device whole (put there once), or streamed from disk a call at a time
+  (`stream.Batches`, resumed from the checkpoint's iterator state) — and what a checkpoint's
+  meta records of it."""
+  if run.streamed:
+    batches = stream.Batches(config, run.train_ds, run.mesh, start_step=step,
+                             total=run.schedule.total, call_steps=steps_per_call,
+                             state=meta.get(stream.STATE_KEY))
+    unread = steps.replicate(np.zeros(1, np.int32), run.mesh)  # streamed calls take no perm
+    return unread, batches.next_call, lambda: {stream.STATE_KEY: batches.state()}
+  source = steps.replicate(_arrays(config, run.train_ds), run.mesh)
+  return (steps.epoch_order(config, len(run.train_ds), step, run.mesh), lambda k: source, dict)
+
+
 def train_loop(config, workdir, run, state, meta, stop):
   """The jitted multi-step calls from `state.step` to the end, with the periodic actions:
   a log line (and the NaN check), an eval at epoch ends, checkpoints, and the stop signal."""
   s, mesh = run.schedule, run.mesh
   start = step = int(state.step)
-  arrays = lambda ds: (ds.images, ds.labels) if classifying(config) else ds.images  # noqa: E731
   steps_per_call = backend.steps_per_call(config)
-  if run.streamed:
-    batches = stream.Batches(config, run.train_ds, mesh, start_step=step, total=s.total,
-                             call_steps=steps_per_call, state=meta.get(stream.STATE_KEY))
-    state, perm = steps.replicate((state, np.zeros(1, np.int32)), mesh)  # perm: unread
-  else:
-    state, source = steps.replicate((state, arrays(run.train_ds)), mesh)
-    perm = steps.epoch_order(config, len(run.train_ds), step, mesh)
-  val_source = steps.replicate(arrays(run.val_ds), mesh) if len(run.val_ds) else None
+  state = steps.replicate(state, mesh)
+  perm, source_of, data_meta = data_feed(config, run, step, meta, steps_per_call)
+  val_source = steps.replicate(_arrays(config, run.val_ds), mesh) if len(run.val_ds) else None
   best = transfer.BestKeeper(workdir) if classifying(config) else None
   traces = []
   train_call = steps.make_train_call(run.model, run.tx, config, n_train=len(run.train_ds),
@@ -271,9 +285,7 @@ def train_loop(config, workdir, run, state, meta, stop):
       if first:
         print(f"compiling the train step (steps {step}..{s.total})", flush=True)
       t0 = time.perf_counter()
-      if run.streamed:
-        source = batches.next_call(k)
-      state, perm, bad_step = train_call(state, perm, source, k, zero_log_sums)
+      state, perm, bad_step = train_call(state, perm, source_of(k), k, zero_log_sums)
       zero_log_sums = False
       guard.add(bad_step)
       if first:
@@ -295,11 +307,10 @@ def train_loop(config, workdir, run, state, meta, stop):
           best.update(state, ev, step // s.steps_per_epoch)
       stopping = stop.signal is not None
       if saves.due(prev, step, at_log=at_log, stopping=stopping):
-        where = {stream.STATE_KEY: batches.state()} if run.streamed else {}
         guard.save(state, {"epoch": step // s.steps_per_epoch,
                            "batch_in_epoch": step % s.steps_per_epoch,
                            "steps_per_epoch": s.steps_per_epoch, "log_sums_read": zero_log_sums,
-                           **where})
+                           **data_meta()})
         saves.fired()
     guard.saver.finish()
   finally:

@@ -5,8 +5,8 @@
    `--config.stream=False` and `=True`; seconds per epoch from the wall difference of a
    `long`- and a `short`-epoch run (start-up and compile cancel), rounds interleaved, medians.
 2. Memory: one epoch of the same command on a 500,000×32×32×3 uint8 .npy (1.5 GB on disk,
-   6 GB as float32), streamed (`--config.stream=True`), peak RSS of the process
-   (VmHWM) against the file's size.
+   6 GB as float32), streamed (`--config.stream=True`), then `ae_jax.embed` of all of it:
+   each process's peak RSS (VmHWM) against the file's size.
 
     python -m experiments.bench_stream                   # both, about 10 minutes
     python -m experiments.bench_stream --cases=rate --rounds=1
@@ -64,28 +64,33 @@ def rate(npy, rounds, short, long):
   return out
 
 
-def peak_rss(npy):
-  """(peak RSS bytes, wall seconds) of one streamed epoch of the MLP on `npy`."""
-  with tempfile.TemporaryDirectory() as workdir:
-    t = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ae_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
-         f"--config.dataset=npy:{npy}", "--config.num_epochs=1", "--config.batch_size=256",
-         "--config.stream=True"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
-    while proc.poll() is None:
-      try:
-        status = open(f"/proc/{proc.pid}/status").read()
-        peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) * 1024)
-      except (OSError, IndexError):
-        pass
-      time.sleep(0.2)
-    out = proc.stdout.read()
-    if proc.returncode != 0:
-      raise SystemExit(f"ae_jax.main failed:\n{out[-3000:]}")
-    streamed = "streaming the training set from disk" in out
-  return peak, time.perf_counter() - t, streamed
+def peak_rss(module_args):
+  """(peak RSS bytes, wall seconds, stdout) of `python -m MODULE ARGS` (VmHWM, polled)."""
+  t = time.perf_counter()
+  proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  peak = 0
+  while proc.poll() is None:
+    try:
+      status = open(f"/proc/{proc.pid}/status").read()
+      peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) * 1024)
+    except (OSError, IndexError):
+      pass
+    time.sleep(0.2)
+  out = proc.stdout.read()
+  if proc.returncode != 0:
+    raise SystemExit(f"{module_args[0]} failed:\n{out[-3000:]}")
+  return peak, time.perf_counter() - t, out
+
+
+def big_epoch_and_embed(npy, tmp):
+  """Rows (what, peak RSS, wall) of one streamed MLP epoch on `npy`, then its embedding."""
+  workdir = os.path.join(tmp, "big_run")
+  train = peak_rss(["ae_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
+                    f"--config.dataset=npy:{npy}", "--config.num_epochs=1",
+                    "--config.batch_size=256", "--config.stream=True"])
+  embed = peak_rss(["ae_jax.embed", f"--workdir={workdir}", f"--output={tmp}/z.npy"])
+  return [("train one epoch, streamed", *train[:2]), ("ae_jax.embed of every image", *embed[:2])]
 
 
 def main():
@@ -112,10 +117,10 @@ def main():
       npy = os.path.join(tmp, "big.npy")
       big_npy(npy, args.big_n)
       size = os.path.getsize(npy)
-      peak, wall, streamed = peak_rss(npy)
-      print(f"\n{args.big_n:,}×32×32×3 uint8 ({size / 2**30:.2f} GiB on disk, "
-            f"{4 * size / 2**30:.1f} GiB as float32): one epoch {'streamed' if streamed else 'IN MEMORY'} "
-            f"in {wall:.0f} s wall, peak RSS {peak / 2**30:.2f} GiB")
+      print(f"\n{args.big_n:,}×32×32×3 uint8: {size / 2**30:.2f} GiB on disk, "
+            f"{4 * size / 2**30:.1f} GiB as float32\n\n| command | peak RSS GiB | wall s |\n|---|---|---|")
+      for what, peak, wall in big_epoch_and_embed(npy, tmp):
+        print(f"| {what} | {peak / 2**30:.2f} | {wall:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
