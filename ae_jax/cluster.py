@@ -103,7 +103,7 @@ def load_inputs(cfg, workdir):
   ids = _subsample(len(ds), cfg.max_points, cfg.seed)
   ds = ds.take(ids)
   labels = ds.labels if labels is None else labels[ids]
-  x = inference.encode(model, variables, ds.images, cfg.batch_size)
+  x = inference.encode_shared(model, variables, ds.images, cfg.batch_size)
   return x, labels, ids, {"dataset": ds.name, "split": cfg.split, "checkpoint_step": int(step)}
 
 
@@ -141,12 +141,15 @@ def _write_labels(ids, clusters):
 
 
 def run(cfg, workdir):
-  """The whole command; returns the metrics dict written to metrics.json."""
+  """The whole command; returns the metrics dict written to metrics.json (None on a process
+  other than 0 of a many-process job, once it has encoded its share)."""
   _check_workdir(workdir)
   if cfg.all_checkpoints and cfg.embeddings:
     raise errors.UserError("all_checkpoints needs the AE in the workdir, not --config.embeddings")
   t = time.perf_counter()
-  x, labels, ids, source = load_inputs(cfg, workdir)
+  x, labels, ids, source = load_inputs(cfg, workdir)  # every process encodes a share
+  if not distributed.is_primary():
+    return None
   load_s = time.perf_counter() - t
   clusters, metrics, xy = pipeline.run_pipeline(x, cfg, labels)
   metrics["seconds"] = {"encode" if "dataset" in source else "load": load_s,
@@ -169,9 +172,11 @@ def main(argv):
   """Runs the command on the parsed flags."""
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not distributed.only_primary_works("cluster"):
-    return
+  distributed.initialize()
   metrics = run(FLAGS.config, FLAGS.workdir)
+  if metrics is None:
+    print("cluster: process 0 clusters the embeddings; this process encoded its share", flush=True)
+    return
   scores = "".join(f" {k}={metrics[k]:.4f}" for k in ("acc", "nmi", "ari") if k in metrics)
   print(f"clustered {metrics['n']} points into {metrics['num_clusters']} clusters "
         f"({metrics['methods']['kpca']} kernel PCA, {metrics['methods']['tsne']}) in "

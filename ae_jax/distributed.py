@@ -10,7 +10,8 @@ Kubernetes); a manual launch adds the coordinator and this process's place:
 Process 0 alone writes metrics, config.json, events, plots, manifests and the workdir lock
 (`is_primary()`); orbax saves checkpoints from every process together. A process that
 dies makes the others fail within `--heartbeat_timeout_s` instead of hanging. `ae_jax.embed`
-and `ae_jax.cluster` take the same flags and run on process 0 alone (the others return).
+and `ae_jax.cluster` take the same flags: every process encodes its share of the images
+(`inference.encode_shared`), process 0 writes (and clusters).
 """
 from absl import flags
 
@@ -46,16 +47,6 @@ def barrier(name):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
-
-
-def only_primary_works(command):
-  """For commands one process does whole (embed, cluster): starts the runtime; returns
-  whether this process should go on (process 0), after saying so on the others."""
-  initialize()
-  if is_primary():
-    return True
-  print(f"{command}: process 0 does the work; this process has nothing to do", flush=True)
-  return False
 
 
 def is_primary():

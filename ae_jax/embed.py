@@ -2,7 +2,9 @@
 
     python -m ae_jax.embed --workdir=/tmp/rot --dataset=mnist_5k --output=/tmp/z.npy
 
-Library use: `ae_jax.inference.encode` (fixed-size batches through one jitted apply).
+Library use: `ae_jax.inference.encode` (fixed-size batches through one jitted apply). In a
+job of many processes (`--multihost`) each encodes its share of the images and process 0
+writes the file.
 """
 import os
 
@@ -30,12 +32,13 @@ def main(argv):
   del argv
   if not FLAGS.output.endswith(".npy"):
     raise errors.UserError(f"--output must end in .npy, got {FLAGS.output}")
-  if not distributed.only_primary_works("embed"):
-    return
+  distributed.initialize()
   config, model, variables, step = checkpoint.load_for_inference(FLAGS.workdir, FLAGS.step)
   ds = data.load(FLAGS.dataset or config.dataset, config.data_dir, lazy=True)  # read per batch
   inference.check_image_shape(ds, config)
-  z = inference.encode(model, variables, ds.images)
+  z = inference.encode_shared(model, variables, ds.images)
+  if not distributed.is_primary():
+    return
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   np.save(FLAGS.output, z.astype(np.float32))
   print(f"wrote {z.shape[0]}×{z.shape[1]} embeddings of {ds.name} (checkpoint step {step}) "

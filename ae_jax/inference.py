@@ -6,6 +6,7 @@ method.
 
     config, model, variables, _ = checkpoint.load_for_inference(workdir)
     z_ND = inference.encode(model, variables, images_NHWC)
+    z_ND = inference.encode_shared(model, variables, images_NHWC)   # many processes, one share each
     x_NHWC = inference.decode(model, variables, z_ND)
     mse = inference.reconstruction_mse(model, variables, images_NHWC)
 """
@@ -47,6 +48,23 @@ def encode(model, variables, x01_NHWC, batch_size=512):
   """N [0,1] images → N×D float32 latents (VAE: the posterior mean)."""
   z = apply_batched(model, variables, x01_NHWC, "encode", batch_size)
   return np.asarray(z, np.float32).reshape(len(x01_NHWC), -1)
+
+
+def encode_shared(model, variables, x01_NHWC, batch_size=512):
+  """`encode` by every process of the job, each its contiguous share of the N images (only
+  those rows are read), gathered: every process returns all N×D latents."""
+  n, count, me = len(x01_NHWC), jax.process_count(), jax.process_index()
+  if count == 1:
+    return encode(model, variables, x01_NHWC, batch_size)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  share = -(-n // count)
+  lo, hi = min(n, me * share), min(n, (me + 1) * share)
+  dim = encode(model, variables, x01_NHWC[:1], 1).shape[1]
+  z = np.zeros((share, dim), np.float32)
+  if hi > lo:
+    z[:hi - lo] = encode(model, variables, x01_NHWC[lo:hi], batch_size)
+  print(f"process {me}: encoded images {lo}..{hi} of {n}", flush=True)
+  return np.asarray(multihost_utils.process_allgather(z)).reshape(count * share, dim)[:n]
 
 
 def decode(model, variables, z_ND, batch_size=512):

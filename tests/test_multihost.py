@@ -97,10 +97,17 @@ def test_two_processes_match_one_and_their_checkpoints_move_between_layouts(tmp_
                          capture_output=True, text=True, timeout=300)
   assert embed.returncode == 0, embed.stderr[-2000:]
   assert np.load(tmp_path / "z.npy").shape[0] == 5000
-  # The same command as a 2-process job: process 0 writes the file, process 1 stands by.
+  # The same command as a 2-process job: each encodes half the images, process 0 writes.
   outs = _finish(_launch(["ae_jax.embed", f"--workdir={one}", f"--output={tmp_path / 'z2.npy'}"], 2))
-  assert "nothing to do" in outs[1][0] and "wrote 5000×" in outs[0][0]
+  assert "process 1: encoded images 2500..5000 of 5000" in outs[1][0] and "wrote" not in outs[1][0]
+  assert "process 0: encoded images 0..2500 of 5000" in outs[0][0] and "wrote 5000×" in outs[0][0]
   np.testing.assert_allclose(np.load(tmp_path / "z2.npy"), np.load(tmp_path / "z.npy"), atol=1e-5)
+  # ae_jax.cluster likewise: each process encodes half the sample, process 0 clusters it.
+  outs = _finish(_launch(["ae_jax.cluster", "--config=configs/cluster.py", f"--workdir={one}",
+                          "--config.max_points=600"], 2))
+  assert "process 1: encoded images 300..600 of 600" in outs[1][0]
+  assert "this process encoded its share" in outs[1][0] and "clustered 600 points" in outs[0][0]
+  assert len(open(os.path.join(one, "cluster", "labels.csv")).readlines()) == 601
 
 
 @pytest.mark.slow
