@@ -83,12 +83,14 @@ class NanGuard:
     kept = checkpoint.steps(self.saver.mngr)
     return f"kept the last good checkpoint (step {kept[-1]})" if kept else "no checkpoint was saved"
 
-  def check(self):
-    """Reads the recorded flags; raises `NonFiniteLoss` at the first bad step."""
-    for bad_step in self.unchecked:
+  def check(self, calls=None):
+    """Reads the flags of the first `calls` recorded calls (None: all); raises
+    `NonFiniteLoss` at the first bad step."""
+    calls = len(self.unchecked) if calls is None else calls
+    for bad_step in self.unchecked[:calls]:
       if int(bad_step) >= 0:
         raise errors.NonFiniteLoss(f"non-finite loss at step {int(bad_step)}; {self._last_kept()}")
-    self.unchecked = []
+    self.unchecked = self.unchecked[calls:]
 
   def check_eval(self, ev, step):
     """Raises `NonFiniteLoss` when an evaluation of the state at `step` is not finite."""

@@ -21,7 +21,7 @@ runs its self-training rounds as runs of their own.
 The pieces, in order: `set_up` (validate, build, restore-or-init; reads only),
 `take_workdir` (overwrite, set damaged checkpoints aside, write config.json), `train_loop`
 (the jitted multi-step calls of `steps.make_train_call` and, on the `periodic.Schedule` and
-its `Cadence`s, `log_line`, `eval_line` and `faults.NanGuard.save` checkpoints, and the
+its `Cadence`s, `LogLines`, `eval_line` and `faults.NanGuard.save` checkpoints, and the
 `faults.StopSignal`), then `write_plots`.
 """
 import os
@@ -265,8 +265,8 @@ def train_loop(config, workdir, run, state, meta, stop):
                                      mesh=mesh, on_trace=traces.append, streamed=run.streamed)
   evaluate = steps.make_eval(run.model, config, mesh)
   writer = report.MetricsWriter(workdir, step)
-  progress = report.Progress(s.total, config.batch_size, step)
   guard = faults.NanGuard(checkpoint.Saver(run.mngr))
+  logs = LogLines(config, s, writer, report.Progress(s.total, config.batch_size, step), guard)
   c = config.checkpoint
   evals = periodic.Cadence(s, epochs=s.eval_every, steps=config.eval.every_steps,
                            seconds=config.eval.every_seconds)
@@ -287,31 +287,34 @@ def train_loop(config, workdir, run, state, meta, stop):
       t0 = time.perf_counter()
       state, perm, bad_step = train_call(state, perm, source_of(k), k, zero_log_sums)
       zero_log_sums = False
+      logs.write()  # the line of the call before, read while this one runs
       guard.add(bad_step)
       if first:
         jax.block_until_ready(bad_step)
         print(f"compiled + ran the first {k}-step train call in {time.perf_counter() - t0:.2f} s",
               flush=True)
-        progress.restart_clock(step + k)
+        logs.progress.restart_clock(step + k)
       prev, step = step, step + k
       at_log = s.log_due(prev, step)
       evaluating = val_source is not None and evals.due(prev, step, at_log=at_log)
-      if at_log or evaluating:  # an eval line comes after the train loss it follows
-        guard.check()
-        log_line(config, state, step, s, writer, progress)
+      if at_log or evaluating:
+        logs.take(state, step)
         zero_log_sums = True
       if evaluating:
+        logs.write()  # an eval line comes after the train loss it follows
         ev = eval_line(evaluate, state, val_source, step, s, writer, guard)
         evals.fired()
         if best is not None:
           best.update(state, ev, step // s.steps_per_epoch)
       stopping = stop.signal is not None
       if saves.due(prev, step, at_log=at_log, stopping=stopping):
+        logs.write()  # a checkpoint follows the lines up to it: resume does not redo them
         guard.save(state, {"epoch": step // s.steps_per_epoch,
                            "batch_in_epoch": step % s.steps_per_epoch,
                            "steps_per_epoch": s.steps_per_epoch, "log_sums_read": zero_log_sums,
                            **data_meta()})
         saves.fired()
+    logs.write()
     guard.saver.finish()
   finally:
     guard.saver.close()
@@ -326,15 +329,41 @@ def train_loop(config, workdir, run, state, meta, stop):
   return state
 
 
-def log_line(config, state, step, schedule, writer, progress):
-  """Writes and prints the mean train loss since the last line (one host read)."""
-  log_sum, log_count = jax.device_get((state.log_sum, state.log_count))
-  line = {"train_loss": float(log_sum / log_count),
-          "learning_rate": train_state.learning_rate(config, state.opt_state),
-          "epoch": step / schedule.steps_per_epoch}
-  writer.write(step, line)
-  progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // schedule.steps_per_epoch),
-                num_epochs=schedule.epochs)
+class LogLines:
+  """Train-loss lines read one call late, so the device never waits for them: `take` copies
+  the loss sums (and the plateau scale) on device and starts fetching them; `write`, called
+  once the next call is queued, checks the NaN flags up to that step, then writes and prints."""
+
+  def __init__(self, config, schedule, writer, progress, guard):
+    self.config, self.schedule, self.writer, self.progress, self.guard = (
+        config, schedule, writer, progress, guard)
+    self.pending = None
+
+  def take(self, state, step):
+    """Snapshots the mean train loss since the last line, at `step`."""
+    self.write()
+    values = jax.tree_util.tree_map(
+        lambda x: x.copy(), (state.log_sum, state.log_count, train_state.lr_scale(state.opt_state)))
+    for x in jax.tree_util.tree_leaves(values):
+      if isinstance(x, jax.Array):
+        x.copy_to_host_async()
+    self.pending = (step, values, len(self.guard.unchecked))
+
+  def write(self):
+    """Writes the line taken last, if any (a host read; `NonFiniteLoss` first if a step up to
+    it was not finite)."""
+    if self.pending is None:
+      return
+    (step, values, calls), self.pending = self.pending, None
+    self.guard.check(calls)
+    log_sum, log_count, scale = jax.device_get(values)
+    s = self.schedule
+    line = {"train_loss": float(log_sum / log_count),
+            "learning_rate": self.config.learning_rate * float(scale),
+            "epoch": step / s.steps_per_epoch}
+    self.writer.write(step, line)
+    self.progress.line(step, {"loss": line["train_loss"]}, epoch=-(-step // s.steps_per_epoch),
+                       num_epochs=s.epochs)
 
 
 def eval_line(evaluate, state, val_source, step, schedule, writer, guard):

@@ -64,11 +64,16 @@ def optimizer(config, steps_per_epoch):
   return optax.chain(*parts)
 
 
-def learning_rate(config, opt_state):
-  """Current learning rate (host float): base rate times the plateau scheduler's scale."""
+def lr_scale(opt_state):
+  """The plateau scheduler's learning-rate scale (a device scalar), or 1.0 without one."""
   is_plateau = lambda x: isinstance(x, optax.contrib.ReduceLROnPlateauState)
   states = [s for s in jax.tree_util.tree_leaves(opt_state, is_leaf=is_plateau) if is_plateau(s)]
-  return config.learning_rate * (float(jax.device_get(states[0].scale)) if states else 1.0)
+  return states[0].scale if states else 1.0
+
+
+def learning_rate(config, opt_state):
+  """Current learning rate (host float): base rate times the plateau scheduler's scale."""
+  return config.learning_rate * float(jax.device_get(lr_scale(opt_state)))
 
 
 def seeds(seed):
