@@ -40,10 +40,15 @@ def device_budget_bytes(config):
 
 
 def chosen(config, train_ds):
-  """Whether the run streams: `config.stream` when set, else when the training images
-  exceed `device_budget_bytes` (said on stdout)."""
+  """Whether the run streams: `config.stream` when set, else in a job of many processes (each
+  reads only its rows of every batch) or when the training images exceed
+  `device_budget_bytes` (said on stdout)."""
   if config.stream is not None:
     return bool(config.stream)
+  if jax.process_count() > 1:
+    print(f"streaming the training set from disk: each of the {jax.process_count()} processes "
+          f"reads its own rows of every batch", flush=True)
+    return True
   size = len(train_ds) * int(np.prod(train_ds.image_shape)) * np.dtype(train_ds.images.dtype).itemsize
   budget = device_budget_bytes(config)
   if size > budget:

@@ -63,6 +63,17 @@ def test_a_streamed_run_computes_what_the_in_memory_run_does(tmp_path, capsys):
   assert checkpoint.read_meta(mngr, 140)["data_iterator"] == {"next_index": 140}
 
 
+def test_an_in_memory_run_extended_streamed_ends_as_the_in_memory_run(tmp_path):
+  # The checkpoint of an in-memory run holds no iterator state: streaming seeks to its step.
+  memory, _ = _run(tmp_path, "memory", num_epochs=2)
+  both, _ = _run(tmp_path, "both", num_epochs=1)
+  _, state = _run(tmp_path, "both", num_epochs=2, stream=True)
+  assert int(state.step) == 140
+  a, b = saved_state(memory)[0], saved_state(both)[0]
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_the_training_set_streams_by_itself_past_the_device_budget(tmp_path, capsys):
   # 4,500 × 784 uint8 bytes = 3.4 MB of training images against a 1 MB budget
   _, state = _run(tmp_path, "auto", stream_budget_mb=1, num_epochs=1)
