@@ -79,18 +79,20 @@ def _agreed(flag):
 
 
 class Cadence:
-  """When one periodic action is due (0 switches a unit off); `fired` restarts its clock."""
+  """When one periodic action is due (0 switches a unit off); `fired` restarts its clock.
+  `pinned`: a step interval whose multiples are due whatever `min_seconds` says (the
+  checkpoints `keep_period` keeps)."""
 
-  def __init__(self, schedule, *, epochs=0, steps=0, seconds=0., min_seconds=0.,
+  def __init__(self, schedule, *, epochs=0, steps=0, seconds=0., min_seconds=0., pinned=None,
                clock=time.monotonic):
-    self.schedule, self.epochs, self.steps = schedule, epochs, steps
+    self.schedule, self.epochs, self.steps, self.pinned = schedule, epochs, steps, pinned
     self.seconds, self.min_seconds, self.clock = seconds, min_seconds, clock
     self.last = clock()
 
   def due(self, prev, step, *, at_log, stopping=False):
     """Whether the action is due after the call from step `prev` to `step`; `at_log`: the
     loop reads the device after this call anyway."""
-    if step == self.schedule.total or stopping:
+    if step == self.schedule.total or stopping or (self.pinned and step % self.pinned == 0):
       return True
     by_count = bool((self.epochs and self.schedule.at_epochs(step, self.epochs))
                     or (self.steps and step // self.steps > prev // self.steps))

@@ -271,7 +271,7 @@ def train_loop(config, workdir, run, state, meta, stop):
   evals = periodic.Cadence(s, epochs=s.eval_every, steps=config.eval.every_steps,
                            seconds=config.eval.every_seconds)
   saves = periodic.Cadence(s, epochs=s.save_every, steps=c.every_steps, seconds=c.every_seconds,
-                           min_seconds=c.min_seconds)
+                           min_seconds=c.min_seconds, pinned=s.keep_period(c.keep_evenly))
   # The state's loss sums were read for a log line just before the checkpoint was saved.
   zero_log_sums = bool(meta.get("log_sums_read", meta.get("reset_log")))
   t_start = time.perf_counter()

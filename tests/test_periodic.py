@@ -43,6 +43,12 @@ def test_min_seconds_skips_saves_too_close_to_the_last_but_never_the_end():
   assert fire_steps(cadence, clock, [5] * 10) == [30, 50]
 
 
+def test_pinned_steps_are_saved_however_close_to_the_last_save():
+  s, clock = schedule(), Clock()  # 5 epochs of 10 steps, 2 s an epoch
+  cadence = periodic.Cadence(s, epochs=1, min_seconds=5.0, pinned=20, clock=clock)
+  assert fire_steps(cadence, clock, [5] * 10) == [20, 40, 50]  # 30 is 2 s after 20: skipped
+
+
 def test_seconds_fire_only_at_log_steps_and_a_stop_is_always_due():
   s, clock = schedule(), Clock()
   cadence = periodic.Cadence(s, seconds=3.0, clock=clock)
