@@ -342,9 +342,9 @@ class LogLines:
   def take(self, state, step):
     """Snapshots the mean train loss since the last line, at `step`."""
     self.write()
-    values = jax.tree_util.tree_map(
-        lambda x: x.copy(), (state.log_sum, state.log_count, train_state.lr_scale(state.opt_state)))
-    for x in jax.tree_util.tree_leaves(values):
+    values = [x.copy() if isinstance(x, jax.Array) else x  # the scale is 1.0 without a plateau
+              for x in (state.log_sum, state.log_count, train_state.lr_scale(state.opt_state))]
+    for x in values:
       if isinstance(x, jax.Array):
         x.copy_to_host_async()
     self.pending = (step, values, len(self.guard.unchecked))
