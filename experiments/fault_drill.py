@@ -10,6 +10,7 @@ step) and `metrics.jsonl` are bit-identical to the reference's. Writes results.m
 results.json under --out.
 
     python -m experiments.fault_drill --out=runs/fault_drill
+    python -m experiments.fault_drill --args=--config.checkpoint.min_seconds=0   # kills amid saves
 """
 import argparse
 import hashlib
@@ -112,7 +113,10 @@ def main():
   p.add_argument("--out", default="runs/fault_drill")
   p.add_argument("--trials", type=int, default=5)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--args", default="", help="comma-separated extra flags of the command, e.g. "
+                 "--config.checkpoint.min_seconds=0 (a checkpoint every epoch)")
   args = p.parse_args()
+  ARGS.extend(a for a in args.args.split(",") if a)
   os.makedirs(args.out, exist_ok=True)
   for name in os.listdir(args.out):  # a previous drill's runs (nothing else is touched)
     if name.startswith(("reference", "trial")):
