@@ -13,8 +13,8 @@ Datasets that fit in memory are read once into arrays and batched on device by a
 seeded permutation per epoch, so the iterator position is just the global step
 (epoch = step // steps_per_epoch): a per-record host pipeline would be slower than the
 jitted step it feeds. `load(..., lazy=True)` opens a dataset without reading its images:
-they are `Rows`, read by index from a memory-mapped .npy or a TFDS data source (the
-streaming path, ae_jax/stream.py).
+they are `Rows`, read by index from a .npy file or a TFDS data source (the streaming path,
+ae_jax/stream.py).
 """
 import dataclasses
 import os
@@ -66,8 +66,8 @@ class Dataset:
 
 
 class Rows:
-  """Images N×H×W×C read by row index, `rows[idx]` → ndarray, never all at once: a
-  memory-mapped .npy (mapped per read, so the pages read are let go) or a TFDS data source.
+  """Images N×H×W×C read by row index, `rows[idx]` → ndarray, never all at once: a .npy
+  file (read with pread, so what was read leaves no pages resident) or a TFDS data source.
   `view(idx)` is a subset, still lazy."""
 
   def __init__(self, read, shape, dtype, index=None):
@@ -168,18 +168,25 @@ def _check_shape(shape, name):
     raise errors.UserError(f"{name} is empty")
 
 
-def _to_unit(dtype, lo, hi, finite, name):
-  """The map from stored float pixels spanning [lo, hi] to float32 in [0, 1]."""
+def _check_dtype(dtype, name):
   if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
     raise errors.UserError(f"{name} must be uint8 or float, got dtype {dtype}")
-  if not finite:
-    raise errors.UserError(f"{name} contains NaN or infinite pixels")
+
+
+def _to_unit(chunks, name):
+  """The map taking stored non-uint8 pixels to float32 in [0, 1], chosen by their range over
+  `chunks` (float32 arrays, read in turn); UserError for NaN or a range no map takes."""
+  lo, hi = np.inf, -np.inf
+  for chunk in chunks:
+    if not np.isfinite(chunk).all():
+      raise errors.UserError(f"{name} contains NaN or infinite pixels")
+    lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
   if lo >= 0 and hi <= 1:
-    return lambda x: x.astype(np.float32)
+    return lambda x: x.astype(np.float32, copy=False)
   if lo >= -1 and hi <= 1:
-    return lambda x: (x.astype(np.float32) + 1) / 2
+    return lambda x: (x.astype(np.float32, copy=False) + 1) / 2
   if lo >= 0 and hi <= 255:
-    return lambda x: x.astype(np.float32) / 255.0
+    return lambda x: x.astype(np.float32, copy=False) / 255.0
   raise errors.UserError(f"{name} pixel values span [{lo:g}, {hi:g}]; expected [0,1], [-1,1] or 0–255")
 
 
@@ -192,13 +199,9 @@ def canonical_images(images, name="images"):
   _check_shape(images.shape, name)
   if images.dtype == np.uint8:
     return images
-  if np.issubdtype(images.dtype, np.number) and not np.issubdtype(images.dtype, np.complexfloating):
-    images = images.astype(np.float32)
-    finite = bool(np.isfinite(images).all())
-    lo, hi = (float(images.min()), float(images.max())) if finite else (0.0, 0.0)
-  else:
-    finite, lo, hi = True, 0.0, 0.0
-  return _to_unit(images.dtype, lo, hi, finite, name)(images)
+  _check_dtype(images.dtype, name)
+  images = images.astype(np.float32)
+  return _to_unit([images], name)(images)
 
 
 def _npy_reader(path, mm):
@@ -232,16 +235,13 @@ def _npy_rows(path, name):
   shape = mm.shape + (1,) if mm.ndim == 3 else mm.shape
   _check_shape(shape, name)
   raw = _npy_reader(path, mm)
+  n = len(mm)
   if mm.dtype == np.uint8:
     convert, dtype = (lambda x: x), np.uint8
   else:
-    lo, hi, finite = np.inf, -np.inf, True
-    if np.issubdtype(mm.dtype, np.number) and not np.issubdtype(mm.dtype, np.complexfloating):
-      for i in range(0, len(mm), _CHUNK):
-        chunk = raw(np.arange(i, min(i + _CHUNK, len(mm)))).astype(np.float32)
-        finite = finite and bool(np.isfinite(chunk).all())
-        lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
-    convert, dtype = _to_unit(mm.dtype, lo, hi, finite, name), np.float32
+    _check_dtype(mm.dtype, name)
+    chunks = (raw(np.arange(i, min(i + _CHUNK, n))).astype(np.float32) for i in range(0, n, _CHUNK))
+    convert, dtype = _to_unit(chunks, name), np.float32
   del mm
   return Rows(lambda rows: convert(raw(rows).reshape(len(rows), *shape[1:])), shape, dtype)
 

@@ -59,7 +59,8 @@ def encode_shared(model, variables, x01_NHWC, batch_size=512):
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   share = -(-n // count)
   lo, hi = min(n, me * share), min(n, (me + 1) * share)
-  dim = encode(model, variables, x01_NHWC[:1], 1).shape[1]
+  first = jax.eval_shape(lambda v, x: _apply(model, v, x, "encode"), variables, x01_NHWC[:1])
+  dim = int(np.prod(first.shape[1:]))  # without compiling a batch-1 program
   z = np.zeros((share, dim), np.float32)
   if hi > lo:
     z[:hi - lo] = encode(model, variables, x01_NHWC[lo:hi], batch_size)
