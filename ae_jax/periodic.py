@@ -40,23 +40,27 @@ class Schedule(NamedTuple):
   log_every: int  # steps
   eval_every: int  # epochs
   save_every: int  # epochs
+  whole_epochs: bool = False  # calls span whole epochs (eval.in_call) rather than one at most
 
   @classmethod
   def of(cls, config, steps_per_epoch):
     """The schedule of `config` over epochs of `steps_per_epoch` steps (min_steps applied)."""
     epochs = num_epochs(config, steps_per_epoch)
     return cls(steps_per_epoch, epochs, epochs * steps_per_epoch, config.log_every_steps,
-               *epoch_cadence(config, epochs))
+               *epoch_cadence(config, epochs), bool(config.eval.get("in_call", False)))
 
   def call_length(self, step, steps_per_call):
-    """Steps in the call starting at `step`: calls never cross an epoch end."""
-    return min(steps_per_call, self.steps_per_epoch - step % self.steps_per_epoch,
-               self.total - step)
+    """Steps in the call starting at `step`: calls end at an epoch end, or within the epoch
+    when `steps_per_call` is shorter; with `whole_epochs`, as many whole epochs as fit."""
+    spe = self.steps_per_epoch
+    span = steps_per_call // spe * spe if self.whole_epochs and steps_per_call >= spe else spe
+    return min(steps_per_call if span == spe else span, span - step % spe, self.total - step)
 
-  def at_epochs(self, step, every):
-    """Whether `step` ends an epoch that is a multiple of `every`, or the run."""
-    epoch_end = step % self.steps_per_epoch == 0
-    return epoch_end and (step // self.steps_per_epoch % every == 0 or step == self.total)
+  def at_epochs(self, prev, step, every):
+    """Whether the steps after `prev` up to `step` end an epoch that is a multiple of
+    `every`, or the run (traceable: also on device, with prev = step - 1)."""
+    period = self.steps_per_epoch * every
+    return (step == self.total) | (step // period > prev // period)
 
   def log_due(self, prev, step):
     """Whether the call from `prev` to `step` crossed a log interval or ended the run."""
@@ -94,7 +98,7 @@ class Cadence:
     loop reads the device after this call anyway."""
     if step == self.schedule.total or stopping or (self.pinned and step % self.pinned == 0):
       return True
-    by_count = bool((self.epochs and self.schedule.at_epochs(step, self.epochs))
+    by_count = bool((self.epochs and self.schedule.at_epochs(prev, step, self.epochs))
                     or (self.steps and step // self.steps > prev // self.steps))
     by_clock = bool(self.seconds and at_log)
     if not (by_count or by_clock):

@@ -115,7 +115,8 @@ def epoch_order(config, n_train, step, mesh):
   return replicate(_permutation_fn(config, n_train)(step), mesh)
 
 
-def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed=False):
+def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed=False,
+                    keep_best=None):
   """Returns train_call(state, perm, source, num_steps, zero_log_sums) → (state, perm, first
   bad step or -1): `num_steps` optimizer steps in one jitted call.
 
@@ -129,6 +130,13 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed
   train-loss accumulators first (after a log line was read), so no host-side op touches the
   state between calls.
 
+  `keep_best=(evaluate, schedule)` (a classifier with `eval.in_call`): the call evaluates
+  inside its loop at every eval epoch end of the `periodic.Schedule` and keeps the state of
+  the best accuracy so far, so a whole fit can be one call. It then takes and returns `best`
+  too — `initial_best(state, acc)` for the first call — and takes the validation source:
+  train_call(state, perm, source, num_steps, zero_log_sums, best, val_source) → (state, perm,
+  bad step, best).
+
   With one step per call (`backend.steps_per_call`) the call has no loop around it: for
   models whose step is long enough that dispatching it is free, and whose convolutions
   XLA:CPU runs far slower inside a loop body (the residual AE on a CPU; ae_jax/backend.py).
@@ -136,16 +144,17 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed
   steps_per_epoch = n_train // config.batch_size
   permutation = _permutation_fn(config, n_train)
   one_step = _make_step(compute_model(model, config), tx, config, mesh)
+  track_best = _best_tracker(*keep_best) if keep_best else None
 
-  @functools.partial(jax.jit, donate_argnums=0, compiler_options=_cpu_options())
-  def train_call(state, perm, source, num_steps, zero_log_sums):
+  @functools.partial(jax.jit, donate_argnums=(0, 5), compiler_options=_cpu_options())
+  def train_call(state, perm, source, num_steps, zero_log_sums, best=None, val_source=None):
     if on_trace is not None:
       on_trace(state.step.shape)
     state = state.replace(log_sum=jnp.where(zero_log_sums, 0.0, state.log_sum),
                           log_count=jnp.where(zero_log_sums, 0, state.log_count))
 
     def body(i, carry):
-      state, perm, bad_step = carry
+      state, perm, bad_step, best = carry
       step = state.step
       if streamed:
         batch = jax.tree_util.tree_map(lambda a: a[i], source)
@@ -154,15 +163,41 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed
         idx = data.epoch_batch(perm, step, config.batch_size)
         batch = jax.tree_util.tree_map(lambda a: a[idx], source)
       state, loss = one_step(state, batch)
-      return state, perm, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step)
+      if best is not None:
+        best = track_best(best, state, val_source)
+      return state, perm, jnp.where((bad_step < 0) & ~jnp.isfinite(loss), step, bad_step), best
 
-    carry = (state, perm, jnp.full((), -1, jnp.int32))
+    carry = (state, perm, jnp.full((), -1, jnp.int32), best)
     if backend.steps_per_call(config) == 1:  # one step, no loop around it (num_steps is 1)
-      return body(0, carry)
-    # num_steps is traced: one compiled program serves every call length.
-    return jax.lax.fori_loop(0, num_steps, body, carry)
+      out = body(0, carry)
+    else:  # num_steps is traced: one compiled program serves every call length.
+      out = jax.lax.fori_loop(0, num_steps, body, carry)
+    return out if best is not None else out[:3]
 
   return train_call
+
+
+def initial_best(state, acc, mesh):
+  """The `best` a `keep_best` train call starts from: a copy of the (placed) `state` scored
+  `acc` (the best accuracy kept so far, or -1), at step -1."""
+  return {"state": jax.tree_util.tree_map(jnp.copy, state),
+          **replicate({"acc": np.float32(acc), "step": np.int32(-1)}, mesh)}
+
+
+def _best_tracker(evaluate, schedule):
+  """track(best, state, val_source) → best: evaluates `state` when its step ends an eval epoch
+  and keeps it if its accuracy beats the best's (traced; `initial_best` describes `best`)."""
+
+  def evaluated(best, state, val_source):
+    acc = evaluate(train_state.variables(state), val_source)["acc"]
+    return jax.lax.cond(acc > best["acc"], lambda: {"state": state, "acc": acc, "step": state.step},
+                        lambda: best)
+
+  def track(best, state, val_source):
+    due = schedule.at_epochs(state.step - 1, state.step, schedule.eval_every)
+    return jax.lax.cond(due, evaluated, lambda b, *_: b, best, state, val_source)
+
+  return track
 
 
 def _make_step(model, tx, config, mesh):

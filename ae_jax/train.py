@@ -70,8 +70,13 @@ def validate(config):
   models.check_arch(c)
   if c.get("task", "autoencode") not in TASKS:
     raise errors.UserError(f"config.task must be one of {TASKS}, got {c.task!r}")
+  if not isinstance(c.eval.in_call, bool):
+    raise errors.UserError(f"config.eval.in_call must be True or False, got {c.eval.in_call!r}")
   if classifying(c):
     transfer.validate(c)
+  elif c.eval.in_call:
+    raise errors.UserError("config.eval.in_call keeps a classifier's best-by-validation state "
+                           "inside the train call; it needs task='classify'")
   stream.check(c)
 
 
@@ -260,10 +265,13 @@ def train_loop(config, workdir, run, state, meta, stop):
   perm, source_of, data_meta = data_feed(config, run, step, meta, steps_per_call)
   val_source = steps.replicate(_arrays(config, run.val_ds), mesh) if len(run.val_ds) else None
   best = transfer.BestKeeper(workdir) if classifying(config) else None
+  in_call = config.eval.in_call  # the best-by-val state is kept inside the calls (a classifier)
   traces = []
-  train_call = steps.make_train_call(run.model, run.tx, config, n_train=len(run.train_ds),
-                                     mesh=mesh, on_trace=traces.append, streamed=run.streamed)
   evaluate = steps.make_eval(run.model, config, mesh)
+  train_call = steps.make_train_call(run.model, run.tx, config, n_train=len(run.train_ds),
+                                     mesh=mesh, on_trace=traces.append, streamed=run.streamed,
+                                     keep_best=(evaluate, s) if in_call else None)
+  best_so_far = steps.initial_best(state, best.acc, mesh) if in_call else None
   writer = report.MetricsWriter(workdir, step)
   guard = faults.NanGuard(checkpoint.Saver(run.mngr))
   logs = LogLines(config, s, writer, report.Progress(s.total, config.batch_size, step), guard)
@@ -285,7 +293,11 @@ def train_loop(config, workdir, run, state, meta, stop):
       if first:
         print(f"compiling the train step (steps {step}..{s.total})", flush=True)
       t0 = time.perf_counter()
-      state, perm, bad_step = train_call(state, perm, source_of(k), k, zero_log_sums)
+      if in_call:
+        state, perm, bad_step, best_so_far = train_call(state, perm, source_of(k), k,
+                                                        zero_log_sums, best_so_far, val_source)
+      else:
+        state, perm, bad_step = train_call(state, perm, source_of(k), k, zero_log_sums)
       zero_log_sums = False
       logs.write()  # the line of the call before, read while this one runs
       guard.add(bad_step)
@@ -304,8 +316,11 @@ def train_loop(config, workdir, run, state, meta, stop):
         logs.write()  # an eval line comes after the train loss it follows
         ev = eval_line(evaluate, state, val_source, step, s, writer, guard)
         evals.fired()
-        if best is not None:
+        if best is not None and not in_call:
           best.update(state, ev, step // s.steps_per_epoch)
+      if in_call:  # the best state of the call's evals, saved if it beats WORKDIR/best's
+        best.update(best_so_far["state"], best_so_far,
+                    int(best_so_far["step"]) // s.steps_per_epoch)
       stopping = stop.signal is not None
       if saves.due(prev, step, at_log=at_log, stopping=stopping):
         logs.write()  # a checkpoint follows the lines up to it: resume does not redo them

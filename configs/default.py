@@ -48,7 +48,10 @@ def get_config():
   c.eval_batch_size = 1000
   # Evaluate and checkpoint when any set cadence is due (0 switches one off). A checkpoint is
   # also written at the end and on SIGTERM, but never sooner than min_seconds after the last.
-  c.eval = ml_collections.ConfigDict(dict(every_epochs=1, every_steps=0, every_seconds=0.))
+  # in_call (a classifier): evaluate inside the jitted call and keep the best state there, so
+  # calls span whole epochs (a whole fit can be one call); eval lines are written at call ends.
+  c.eval = ml_collections.ConfigDict(dict(every_epochs=1, every_steps=0, every_seconds=0.,
+                                          in_call=False))
   c.checkpoint = ml_collections.ConfigDict(dict(
       every_epochs=1, every_steps=0, every_seconds=0., min_seconds=30., keep=3, keep_evenly=0))
   c.init_from = ""  # workdir of another run whose newest params initialise this one

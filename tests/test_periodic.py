@@ -56,3 +56,14 @@ def test_seconds_fire_only_at_log_steps_and_a_stop_is_always_due():
   assert fire_steps(cadence, clock, [5] * 10, log_every=10) == [20, 40, 50]
   assert periodic.Cadence(s, epochs=100, min_seconds=1e9, clock=clock).due(
       0, 3, at_log=False, stopping=True)
+
+
+def test_calls_span_whole_epochs_only_with_in_call_eval():
+  per_epoch = schedule()  # 5 epochs of 10 steps
+  assert [per_epoch.call_length(st, 32) for st in (0, 10, 45)] == [10, 10, 5]
+  whole = periodic.Schedule.of(tiny(num_epochs=5, **{"eval.in_call": True}), 10)
+  assert [whole.call_length(st, 32) for st in (0, 30, 45)] == [30, 20, 5]  # 3 epochs, to the end
+  assert whole.call_length(0, 7) == 7  # shorter than an epoch: as before
+  # an epoch cadence is due when a call passes one of its epoch ends
+  clock = Clock()
+  assert fire_steps(periodic.Cadence(whole, epochs=2, clock=clock), clock, [30, 20]) == [30, 50]

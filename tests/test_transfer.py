@@ -86,6 +86,32 @@ def test_tiny_fits_beat_chance_and_frozen_keeps_the_encoder(tmp_path, ae_run):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def _eval_lines(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [r for r in map(json.loads, f) if "eval_acc" in r]
+
+
+def test_fit_in_one_call_keeps_the_same_best_state_as_a_call_per_epoch(tmp_path):
+  config = dict(augment=True, num_epochs=30, learning_rate=3e-3)  # the best epoch: 17 of 30
+  one_call = _fit(_config(**config), str(tmp_path / "one"))
+  per_epoch = _fit(_config(**config, steps_per_call=1000, **{"eval.in_call": False}),
+                   str(tmp_path / "per_epoch"))
+  assert one_call == per_epoch and 1 < one_call["best_epoch"] < 30
+  _, a, _ = transfer.best_variables(str(tmp_path / "one"))
+  _, b, _ = transfer.best_variables(str(tmp_path / "per_epoch"))
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+  assert len(_eval_lines(str(tmp_path / "per_epoch"))) == 30  # a host eval every epoch
+  assert len(_eval_lines(str(tmp_path / "one"))) == 1  # one call: one eval line, at its end
+
+
+def test_in_call_eval_is_for_classifiers_only(tmp_path):
+  proc = run_cli("ae_jax.main", "--config=configs/mlp.py", f"--workdir={tmp_path / 'a'}",
+                 "--config.eval.in_call=True")
+  assert_user_error(proc, "needs task='classify'")
+  assert not os.path.exists(tmp_path / "a" / "config.json")
+
+
 def test_self_training_round_and_resume_of_a_finished_run(tmp_path, capsys):
   workdir = str(tmp_path / "st")
   config = _config(num_epochs=6, **{"self_train.rounds": 1, "self_train.per_class": 5})
