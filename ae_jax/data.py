@@ -76,6 +76,7 @@ class Rows:
 
   @property
   def ndim(self):
+    """Number of axes, as an array's."""
     return len(self.shape)
 
   def __len__(self):

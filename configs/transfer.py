@@ -14,6 +14,7 @@ from configs import default
 
 
 def get_config(variant="000"):
+  """The classifier of `variant` ('000', '003' or 'rotation'): from scratch, 100 labels."""
   c = default.get_config()
   c.task = "classify"  # trains through the same loop as the autoencoders (ae_jax/transfer.py)
   # The autoencoder objective's keys do not apply to a classifier; the labelled splits
