@@ -340,7 +340,7 @@ def train_loop(config, workdir, run, state, meta, stop):
     print(f"stopped by {stop.signal} at step {step}: {done}; rerun the same command to resume",
           flush=True)
     return state
-  print(f"trained {s.total} steps in {time.perf_counter() - t_start:.1f} s", flush=True)
+  print(f"trained {s.total} steps in {time.perf_counter() - t_start:.2f} s", flush=True)
   return state
 
 

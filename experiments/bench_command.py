@@ -2,9 +2,10 @@
 
 ae_jax: `python -m ae_jax.main --config=configs/mlp.py` on mnist_5k with
 `--config.batch_size=B`, run for `short` and for `long` epochs in fresh workdirs; its
-seconds per epoch are (wall_long - wall_short) / (long - short), so the interpreter
-start, imports, compile and plots cancel and what is left is an epoch as the command runs
-it: the train steps, the eval, the checkpoint saves and the log lines it does per epoch.
+seconds per epoch are (loop_long - loop_short) / (long - short) of the training-loop seconds
+the command prints, so compile and the last save cancel (start-up and plots lie outside)
+and what is left is an epoch as the command runs it: the train steps, the eval, the
+checkpoint saves and the log lines it does per epoch.
 PyTorch: the same model (experiments/torch_reference.py), Adam, a reshuffled epoch and a
 no-grad validation pass each epoch, timed over the same epochs in one process at 1 thread
 and at every core (the better counts). Rounds interleave the sides; medians.
@@ -20,24 +21,26 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
+import re
 import time
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def command_seconds(batch, epochs, extra_args=()):
-  """Wall seconds of one `ae_jax.main` run of configs/mlp.py for `epochs` epochs."""
+  """Seconds of the training loop of one `ae_jax.main` run of configs/mlp.py for `epochs`
+  epochs, as the command prints them ("trained N steps in S s": from the first call's
+  dispatch to the last checkpoint written; the interpreter start and imports, whose
+  seconds-long jitter would swamp a short epoch, are outside)."""
   with tempfile.TemporaryDirectory() as workdir:
-    t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "ae_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
          f"--config.num_epochs={epochs}", f"--config.batch_size={batch}", *extra_args],
         cwd=ROOT, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t
   if proc.returncode != 0:
     raise SystemExit(f"ae_jax.main failed:\n{proc.stderr[-3000:]}")
-  return wall
+  return float(re.search(r"trained \d+ steps in ([\d.]+) s", proc.stdout)[1])
 
 
 def torch_epoch_times(batch, epochs, threads):
@@ -83,18 +86,21 @@ def torch_seconds_per_epoch(batch, short, long):
   return best
 
 
-def rows(batches, rounds=3, short=2, long=12, extra_args=()):
-  """Per batch size: ae_jax and PyTorch seconds per epoch (medians) and their ratio."""
+def rows(batches, rounds=3, short=2, long=12, extra_args=(), probe=None):
+  """Per batch size: ae_jax and PyTorch seconds per epoch (medians), their ratio, and the
+  NumPy matmul rate read between the rounds (`probe`: a `common.MatmulProbe`)."""
   out = []
   for batch in batches:
-    ours, theirs = [], []
+    ours, theirs, matmul = [], [], []
     for _ in range(rounds):
       wall_short = command_seconds(batch, short, extra_args)
       wall_long = command_seconds(batch, long, extra_args)
       ours.append((wall_long - wall_short) / (long - short))
       theirs.append(torch_seconds_per_epoch(batch, short, long))
+      if probe is not None:
+        matmul.append(probe.gflops())
     out.append({"case": f"command mlp-{batch}", "batch": batch, "jax_s_per_epoch": ours,
-                "torch_s_per_epoch": theirs,
+                "torch_s_per_epoch": theirs, "matmul_gflop_s": matmul,
                 "ratio": statistics.median(t / o for o, t in zip(ours, theirs))})
   return out
 
@@ -102,9 +108,13 @@ def rows(batches, rounds=3, short=2, long=12, extra_args=()):
 def format_rows(results):
   """A markdown table: seconds per epoch on each side and PyTorch / ae_jax."""
   med = statistics.median
-  lines = ["| case | batch | ae_jax s/epoch | PyTorch s/epoch | ratio |", "|---|---|---|---|---|"]
+  lines = ["| case | batch | ae_jax s/epoch | PyTorch s/epoch | ratio | NumPy matmul GFLOP/s |",
+           "|---|---|---|---|---|---|"]
+  matmul = lambda r: f"{min(r['matmul_gflop_s']):.0f}–{max(r['matmul_gflop_s']):.0f}" if (
+      r.get("matmul_gflop_s")) else "–"
   lines += [f"| {r['case']} | {r['batch']} | {med(r['jax_s_per_epoch']):.3f} | "
-            f"{med(r['torch_s_per_epoch']):.3f} | {r['ratio']:.2f}× |" for r in results]
+            f"{med(r['torch_s_per_epoch']):.3f} | {r['ratio']:.2f}× | {matmul(r)} |"
+            for r in results]
   return "\n".join(lines)
 
 
@@ -123,8 +133,10 @@ def main():
     return
   from experiments import common  # pylint: disable=g-import-not-at-top
   print(common.machine(), flush=True)
+  probe = common.MatmulProbe()
   results = rows([int(b) for b in args.batches.split(",")], args.rounds, args.short, args.long,
-                 [a for a in args.args.split(",") if a])
+                 [a for a in args.args.split(",") if a], probe)
+  probe.close()
   print(format_rows(results))
   print(f"\nratio = PyTorch / ae_jax seconds per epoch (> 1: ae_jax faster), median of "
         f"{args.rounds} interleaved rounds; an epoch = ({args.long} - {args.short}) epochs' wall "

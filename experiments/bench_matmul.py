@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ae_jax import steps
-from experiments.bench_train import MatmulProbe
+from experiments.common import MatmulProbe
 
 _REPS = 64  # matmuls per jitted call
 

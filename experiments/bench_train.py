@@ -24,8 +24,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import time
 from unittest import mock
 
@@ -45,39 +43,6 @@ CASES = {"mlp-8": ("mlp", {"batch_size": 8}),
          "mlp-64": ("mlp", {"batch_size": 64}), "mlp-256": ("mlp", {"batch_size": 256}),
          "mlp-256-bf16": ("mlp", {"batch_size": 256, "half_precision": True}),
          "conv": ("conv", {}), "rotation": ("rotation", {})}
-
-
-_PROBE = """
-import sys, time, numpy as np
-n = 2048
-a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
-for _ in sys.stdin:
-  best = 1e9
-  for _ in range(4):
-    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
-  print(2 * n ** 3 / best / 1e9, flush=True)
-"""
-
-
-class MatmulProbe:
-  """NumPy float32 2048² matmul rate (best of 4), asked for between timing windows so it sees
-  the same background load. A child process, with OpenBLAS free to pick its own kernel
-  (OPENBLAS_CORETYPE, set on some machines, pins an older, slower one)."""
-
-  def __init__(self):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    self.proc = subprocess.Popen([sys.executable, "-c", _PROBE], env=env, text=True,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-  def gflops(self):
-    self.proc.stdin.write("\n")
-    self.proc.stdin.flush()
-    return float(self.proc.stdout.readline())
-
-  def close(self):
-    self.proc.stdin.close()
-    self.proc.wait()
 
 
 def load_config(module, overrides, steps_per_call):
@@ -319,7 +284,7 @@ def main():
   print(f"JAX {jax.__version__} on {jax.device_count()} {jax.devices()[0].platform} device(s); "
         f"{common.machine()}", flush=True)
   train_ds, _ = data.split(data.load("mnist_5k"), 0.1, 0)
-  probe, rows, t_start = MatmulProbe(), [], time.perf_counter()
+  probe, rows, t_start = common.MatmulProbe(), [], time.perf_counter()
   for name in cases:
     config = load_config(*CASES[name], args.steps_per_call)
     t0 = time.perf_counter()
@@ -327,11 +292,11 @@ def main():
                            not args.no_torch))
     print(f"  {name}: {json.dumps({k: v for k, v in rows[-1].items() if k != 'case'})} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
+  batches = [int(b) for b in args.command_batches.split(",") if b]
+  command = bench_command.rows(batches, args.rounds, probe=probe) if batches else []
   matmul = probe.gflops()
   probe.close()
   table = format_table(rows) if rows else ""
-  batches = [int(b) for b in args.command_batches.split(",") if b]
-  command = bench_command.rows(batches, args.rounds) if batches else []
   if command:
     table += "\n\n" + bench_command.format_rows(command)
   for case in ablated:

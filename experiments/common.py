@@ -8,6 +8,8 @@
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 
 
@@ -78,3 +80,36 @@ def machine():
   flags = next((l.split(":", 1)[1].split() for l in info.splitlines()
                 if l.startswith("flags")), [])
   return f"cpu: {model}, {os.cpu_count()} cores, avx512f: {'yes' if 'avx512f' in flags else 'no'}"
+
+
+_PROBE = """
+import sys, time, numpy as np
+n = 2048
+a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
+for _ in sys.stdin:
+  best = 1e9
+  for _ in range(4):
+    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
+  print(2 * n ** 3 / best / 1e9, flush=True)
+"""
+
+
+class MatmulProbe:
+  """NumPy float32 2048² matmul rate (best of 4), asked for between timing windows so it sees
+  the same background load. A child process, with OpenBLAS free to pick its own kernel
+  (OPENBLAS_CORETYPE, set on some machines, pins an older, slower one)."""
+
+  def __init__(self):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    self.proc = subprocess.Popen([sys.executable, "-c", _PROBE], env=env, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+  def gflops(self):
+    self.proc.stdin.write("\n")
+    self.proc.stdin.flush()
+    return float(self.proc.stdout.readline())
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait()
