@@ -86,16 +86,16 @@ def torch_seconds_per_epoch(batch, short, long):
   return best
 
 
-def rows(batches, rounds=3, short=2, long=12, extra_args=(), probe=None):
+def rows(batches, rounds=3, short=2, long=32, extra_args=(), probe=None):
   """Per batch size: ae_jax and PyTorch seconds per epoch (medians), their ratio, and the
   NumPy matmul rate read between the rounds (`probe`: a `common.MatmulProbe`)."""
   out = []
   for batch in batches:
     ours, theirs, matmul = [], [], []
     for _ in range(rounds):
-      wall_short = command_seconds(batch, short, extra_args)
-      wall_long = command_seconds(batch, long, extra_args)
-      ours.append((wall_long - wall_short) / (long - short))
+      loop_short = command_seconds(batch, short, extra_args)
+      loop_long = command_seconds(batch, long, extra_args)
+      ours.append((loop_long - loop_short) / (long - short))
       theirs.append(torch_seconds_per_epoch(batch, short, long))
       if probe is not None:
         matmul.append(probe.gflops())
@@ -123,7 +123,7 @@ def main():
   p.add_argument("--batches", default="256,8")
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--short", type=int, default=2)
-  p.add_argument("--long", type=int, default=12)
+  p.add_argument("--long", type=int, default=32)
   p.add_argument("--args", default="", help="comma-separated extra ae_jax.main flags")
   p.add_argument("--torch_child", default="", help=argparse.SUPPRESS)
   args = p.parse_args()
@@ -139,8 +139,8 @@ def main():
   probe.close()
   print(format_rows(results))
   print(f"\nratio = PyTorch / ae_jax seconds per epoch (> 1: ae_jax faster), median of "
-        f"{args.rounds} interleaved rounds; an epoch = ({args.long} - {args.short}) epochs' wall "
-        f"difference")
+        f"{args.rounds} interleaved rounds; an epoch = the difference of the {args.long}- and "
+        f"{args.short}-epoch runs' training-loop seconds / {args.long - args.short}")
 
 
 if __name__ == "__main__":
