@@ -53,8 +53,9 @@ class Schedule(NamedTuple):
     """Steps in the call starting at `step`: calls end at an epoch end, or within the epoch
     when `steps_per_call` is shorter; with `whole_epochs`, as many whole epochs as fit."""
     spe = self.steps_per_epoch
-    span = steps_per_call // spe * spe if self.whole_epochs and steps_per_call >= spe else spe
-    return min(steps_per_call if span == spe else span, span - step % spe, self.total - step)
+    if self.whole_epochs and steps_per_call >= spe:
+      return min(steps_per_call // spe * spe - step % spe, self.total - step)
+    return min(steps_per_call, spe - step % spe, self.total - step)
 
   def at_epochs(self, prev, step, every):
     """Whether the steps after `prev` up to `step` end an epoch that is a multiple of

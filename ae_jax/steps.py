@@ -133,7 +133,7 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed
   `keep_best=(evaluate, schedule)` (a classifier with `eval.in_call`): the call evaluates
   inside its loop at every eval epoch end of the `periodic.Schedule` and keeps the state of
   the best accuracy so far, so a whole fit can be one call. It then takes and returns `best`
-  too — `initial_best(state, acc)` for the first call — and takes the validation source:
+  too — `initial_best(state, acc, mesh)` for the first call — and takes the validation source:
   train_call(state, perm, source, num_steps, zero_log_sums, best, val_source) → (state, perm,
   bad step, best).
 
