@@ -79,7 +79,7 @@ def checkpoint_curve(cfg, workdir):
     _, model, variables, _ = checkpoint.load_for_inference(workdir, step)
     row = {"step": int(step),
            "train_mse": inference.reconstruction_mse(model, variables, train.images, cfg.batch_size)}
-    z = inference.encode(model, variables, val.images, cfg.batch_size)
+    z = inference.embed(model, variables, val.images, cfg.batch_size)
     _, m, _ = pipeline.run_pipeline(z, cfg, val.labels)
     row.update({f"val_{k}": m[k] for k in ("acc", "nmi", "ari") if k in m})
     row["seconds"] = m["seconds"]["total"]
@@ -103,7 +103,7 @@ def load_inputs(cfg, workdir):
   ids = _subsample(len(ds), cfg.max_points, cfg.seed)
   ds = ds.take(ids)
   labels = ds.labels if labels is None else labels[ids]
-  x = inference.encode_shared(model, variables, ds.images, cfg.batch_size)
+  x = inference.embed_shared(model, variables, ds.images, cfg.batch_size)
   return x, labels, ids, {"dataset": ds.name, "split": cfg.split, "checkpoint_step": int(step)}
 
 

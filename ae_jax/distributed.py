@@ -11,7 +11,7 @@ Process 0 alone writes metrics, config.json, events, plots, manifests and the wo
 (`is_primary()`); orbax saves checkpoints from every process together. A process that
 dies makes the others fail within `--heartbeat_timeout_s` instead of hanging. `ae_jax.embed`
 and `ae_jax.cluster` take the same flags: every process encodes its share of the images
-(`inference.encode_shared`), process 0 writes (and clusters).
+(`inference.embed_shared`), process 0 writes (and clusters).
 """
 from absl import flags
 

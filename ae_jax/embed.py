@@ -1,8 +1,9 @@
-"""Encode a dataset with a trained AE and save the N×D latents.
+"""Encode a dataset with a trained AE and save its N×D embeddings (the model's `embed`: the
+main job's encoder feature maps; other models' latents).
 
     python -m ae_jax.embed --workdir=/tmp/rot --dataset=mnist_5k --output=/tmp/z.npy
 
-Library use: `ae_jax.inference.encode` (fixed-size batches through one jitted apply). In a
+Library use: `ae_jax.inference.embed` (fixed-size batches through one jitted apply). In a
 job of many processes (`--multihost`) each encodes its share of the images and process 0
 writes the file.
 """
@@ -36,7 +37,7 @@ def main(argv):
   config, model, variables, step = checkpoint.load_for_inference(FLAGS.workdir, FLAGS.step)
   ds = data.load(FLAGS.dataset or config.dataset, config.data_dir, lazy=True)  # read per batch
   inference.check_image_shape(ds, config)
-  z = inference.encode_shared(model, variables, ds.images)
+  z = inference.embed_shared(model, variables, ds.images)
   if not distributed.is_primary():
     return
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)

@@ -1,12 +1,13 @@
-"""Batched, jitted inference with a trained autoencoder: encode, decode, reconstruct.
+"""Batched, jitted inference with a trained autoencoder: encode, embed, decode, reconstruct.
 
 Inputs are [0,1] float or 0–255 uint8 images, outputs [0,1]; the model's own pixel range (`model.pixel_range`)
 is applied inside. Fixed-size batches bound memory and keep one compiled program per
 method.
 
     config, model, variables, _ = checkpoint.load_for_inference(workdir)
-    z_ND = inference.encode(model, variables, images_NHWC)
-    z_ND = inference.encode_shared(model, variables, images_NHWC)   # many processes, one share each
+    z_ND = inference.encode(model, variables, images_NHWC)   # the latent decode reads
+    e_NE = inference.embed(model, variables, images_NHWC)    # what is clustered and exported
+    e_NE = inference.embed_shared(model, variables, images_NHWC)   # many processes, one share each
     x_NHWC = inference.decode(model, variables, z_ND)
     mse = inference.reconstruction_mse(model, variables, images_NHWC)
 """
@@ -24,13 +25,13 @@ def _apply(model, variables, arg, method):
   if method == "decode":
     return pr.to_unit(model.apply(variables, arg, method="decode"))
   x = pr.to_model(data.as_unit(arg))  # uint8 images become floats on device
-  if method == "encode":
-    return model.apply(variables, x, method="encode")
+  if method in ("encode", "embed"):  # embed: a model's `embed`, else its `encode`
+    return model.apply(variables, x, method=getattr(type(model), method, type(model).encode))
   return pr.to_unit(model.apply(variables, x, train=False)["recon"])
 
 
 def apply_batched(model, variables, arr, method, batch_size=512):
-  """Runs `method` (encode | decode | reconstruct) over N inputs; numpy out."""
+  """Runs `method` (encode | embed | decode | reconstruct) over N inputs; numpy out."""
   n = len(arr)
   bs = min(batch_size, n)
   out = []
@@ -44,26 +45,33 @@ def apply_batched(model, variables, arr, method, batch_size=512):
   return np.concatenate(out)
 
 
-def encode(model, variables, x01_NHWC, batch_size=512):
-  """N [0,1] images → N×D float32 latents (VAE: the posterior mean)."""
-  z = apply_batched(model, variables, x01_NHWC, "encode", batch_size)
+def encode(model, variables, x01_NHWC, batch_size=512, method="encode"):
+  """N [0,1] images → N×D float32 latents (VAE: the posterior mean); `method="embed"`: the
+  model's embedding (`embed`)."""
+  z = apply_batched(model, variables, x01_NHWC, method, batch_size)
   return np.asarray(z, np.float32).reshape(len(x01_NHWC), -1)
 
 
-def encode_shared(model, variables, x01_NHWC, batch_size=512):
-  """`encode` by every process of the job, each its contiguous share of the N images (only
-  those rows are read), gathered: every process returns all N×D latents."""
+def embed(model, variables, x01_NHWC, batch_size=512):
+  """N [0,1] images → N×E float32 embeddings, the representation to cluster: the model's
+  `embed` (the main job: the encoder's feature maps), else its latent."""
+  return encode(model, variables, x01_NHWC, batch_size, "embed")
+
+
+def embed_shared(model, variables, x01_NHWC, batch_size=512):
+  """`embed` by every process of the job, each its contiguous share of the N images (only
+  those rows are read), gathered: every process returns all N×E embeddings."""
   n, count, me = len(x01_NHWC), jax.process_count(), jax.process_index()
   if count == 1:
-    return encode(model, variables, x01_NHWC, batch_size)
+    return embed(model, variables, x01_NHWC, batch_size)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   share = -(-n // count)
   lo, hi = min(n, me * share), min(n, (me + 1) * share)
-  first = jax.eval_shape(lambda v, x: _apply(model, v, x, "encode"), variables, x01_NHWC[:1])
+  first = jax.eval_shape(lambda v, x: _apply(model, v, x, "embed"), variables, x01_NHWC[:1])
   dim = int(np.prod(first.shape[1:]))  # without compiling a batch-1 program
   z = np.zeros((share, dim), np.float32)
   if hi > lo:
-    z[:hi - lo] = encode(model, variables, x01_NHWC[lo:hi], batch_size)
+    z[:hi - lo] = embed(model, variables, x01_NHWC[lo:hi], batch_size)
   print(f"process {me}: encoded images {lo}..{hi} of {n}", flush=True)
   return np.asarray(multihost_utils.process_allgather(z)).reshape(count * share, dim)[:n]
 

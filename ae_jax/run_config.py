@@ -16,10 +16,12 @@ from ae_jax import checkpoint, distributed, errors, models, report, transfer
 
 
 # Keys (top-level sections or full dotted names) that may change between runs on one
-# workdir: extending or re-plotting a run, or how the same gradients are computed.
+# workdir: extending or re-plotting a run, how the same gradients are computed, or what
+# clustering reads out of the trained model (arch.embedding).
 RESUMABLE_KEYS = ("num_epochs", "min_steps", "log_every_steps", "steps_per_call", "overwrite",
                   "eval_batch_size", "eval", "reconstruction_indices", "checkpoint", "init_from",
-                  "arch.loop_safe_conv", "stream", "stream_budget_mb", "stream_threads")
+                  "arch.loop_safe_conv", "arch.embedding", "stream", "stream_budget_mb",
+                  "stream_threads")
 
 
 # Keys added to the configs after runs were made, with the value that gives the behaviour

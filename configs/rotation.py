@@ -31,6 +31,7 @@ def get_config():
   c.arch.norm = "group"
   c.arch.groups = 8
   c.arch.rotation_head = "features"  # a head on the latent would make it encode orientation
+  c.arch.embedding = "features"  # cluster the maps the rotation head reads, not z
   c.batch_size = 128
   c.num_epochs = 20
   c.min_steps = 2000

@@ -37,7 +37,7 @@ def embed(workdir, images):
   """(N×D embedding of images, encoding seconds) with the newest checkpoint in workdir."""
   _, model, variables, _ = checkpoint.load_for_inference(workdir)
   t = time.perf_counter()
-  z = inference.encode(model, variables, images)
+  z = inference.embed(model, variables, images)
   return z, time.perf_counter() - t
 
 

@@ -31,7 +31,7 @@ def variants():
 def cluster_scores(workdir, ds, num_clusters, cluster_seeds):
   """[{'acc', 'nmi'}] per clustering seed for the newest checkpoint's embedding of ds."""
   _, model, variables, _ = checkpoint.load_for_inference(workdir)
-  z = inference.encode(model, variables, ds.images)
+  z = inference.embed(model, variables, ds.images)
   out = []
   for seed in cluster_seeds:
     cfg = configs.load("cluster", seed=seed, num_clusters=num_clusters)

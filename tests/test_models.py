@@ -10,7 +10,7 @@ import pytest
 from jax import lax
 
 import configs
-from ae_jax import models
+from ae_jax import inference, models
 from ae_jax.models import layers
 
 SHAPES = [(28, 28, 1), (32, 32, 3)]
@@ -171,6 +171,29 @@ def test_rotation_head_on_the_latent():
   assert out["logits"].shape == (3, 4)
   extra = _dense(64, 4) - _dense(7 * 7 * 32, 4)
   assert models.count_params(variables["params"]) == expected_params("resnet", (28, 28, 1)) + extra
+
+
+@pytest.mark.parametrize("embedding", ["features", "latent"])
+def test_rotation_embed_is_the_feature_maps_or_the_latent(embedding):
+  """`embed` (what clustering reads): the flattened bottom maps that feed both z and the
+  rotation head, or z itself; the main job's config picks the maps."""
+  assert configs.load("rotation").arch.embedding == "features"
+  shape = (28, 30, 1)  # padded to 28×32: 7×8 bottom maps of 32 channels
+  model, variables = _build("rotation", shape, **{"arch.embedding": embedding})
+  x = _images(shape) * 2 - 1
+  e = model.apply(variables, x, method="embed")
+  h, z = model.apply(variables, x, method=lambda m, x: m._encode(x, False))
+  assert e.shape == ((3, 7 * 8 * 32) if embedding == "features" else (3, 64))
+  np.testing.assert_array_equal(e, h if embedding == "features" else z)
+  np.testing.assert_allclose(z, h @ variables["params"]["encoder"]["latent"]["kernel"]
+                             + variables["params"]["encoder"]["latent"]["bias"], rtol=1e-4, atol=1e-5)
+
+
+def test_models_without_embed_embed_their_latent():
+  model, variables = _build("mlp", (28, 28, 1))
+  x = np.asarray(_images((28, 28, 1)))
+  np.testing.assert_array_equal(inference.embed(model, variables, x),
+                                inference.encode(model, variables, x))
 
 
 def test_rotation_batch_norm_variant_updates_running_stats():

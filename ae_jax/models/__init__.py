@@ -4,6 +4,7 @@ Every autoencoder follows one protocol (see `mlp.MLPAutoencoder`):
 
     out = model.apply(variables, x_BHWC, train=False)   # dict: 'recon' (B,H,W,C), maybe 'logits', 'mean', 'logvar'
     z_BD = model.apply(variables, x_BHWC, method='encode')
+    e_BE = model.apply(variables, x_BHWC, method='embed')   # optional: what to cluster (else encode)
     x_BHWC = model.apply(variables, z_BD, method='decode')
 
 Example:

@@ -6,7 +6,10 @@ Rotation head: Dense(4) → out['logits'] (which of 0/90/180/270° the input was
 training step applies the rotations), on z (`rotation_head='latent'`, report 002) or on the
 flattened maps that feed the latent (`'features'`, the main job: a head on z makes z encode
 orientation, which ruins its clusters; experiments/README.md#the-rotation-task-rotation_ablationpy).
-`rotation_logits` runs the encoder and the head alone.
+`rotation_logits` runs the encoder and the head alone. `embed` is what clustering and
+`ae_jax.embed` read: z (`embedding='latent'`) or the flattened maps (`'features'`, the main
+job: the features both the rotation head and z are read from cluster better than z on every
+set measured; experiments/README.md#the-embedding-encoder-features-or-latent).
 Decoder (mirror): Dense → reshape to the bottom feature map → per stage, deepest first,
 blocks[i] residual blocks and a pixel-shuffle upsample (conv 3×3 to 4× the next width, then
 depth-to-space); the last one produces the C image channels → output activation (tanh for
@@ -137,6 +140,7 @@ class ResNetAutoencoder(nn.Module):
   groups: int = 8
   impl: backend.Impl = backend.STOCK  # how convs and GroupNorm run; models.build picks it by backend
   rotation_head: str = "latent"  # or "features": the flattened maps that feed the latent
+  embedding: str = "latent"  # what `embed` returns: z, or "features" (the flattened maps)
 
   @property
   def _padded_hw(self):
@@ -146,6 +150,8 @@ class ResNetAutoencoder(nn.Module):
   def setup(self):
     if self.rotation_head not in ("latent", "features"):
       raise ValueError(f"rotation_head must be 'latent' or 'features', got {self.rotation_head!r}")
+    if self.embedding not in ("latent", "features"):
+      raise ValueError(f"embedding must be 'latent' or 'features', got {self.embedding!r}")
     if len(self.blocks) != len(self.widths):
       raise ValueError(f"blocks {tuple(self.blocks)} needs one entry per width {tuple(self.widths)}")
     stages = dict(widths=tuple(self.widths), blocks=tuple(self.blocks), norm=self.norm,
@@ -163,6 +169,11 @@ class ResNetAutoencoder(nn.Module):
   def encode(self, x_BHWC, *, train: bool = False):
     """Images in `pixel_range` → latents (B, D)."""
     return self._encode(x_BHWC, train)[1]
+
+  def embed(self, x_BHWC, *, train: bool = False):
+    """Images in `pixel_range` → embeddings (B, E): z, or the flattened encoder maps."""
+    h, z = self._encode(x_BHWC, train)
+    return h if self.embedding == "features" else z
 
   def decode(self, z_BD, *, train: bool = False):
     """Latents (B, D) → images in `pixel_range`."""
