@@ -119,7 +119,7 @@ def test_one_step_calls_have_no_loop_and_follow_the_looped_run():
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
 
 
-def test_how_gradients_are_computed_is_not_part_of_a_runs_identity():
+def test_how_gradients_are_computed_or_read_out_is_not_part_of_a_runs_identity():
   old = tiny("rotation").to_dict()
   before_backend = {**old, "steps_per_call": 1, "arch": {**old["arch"], "loop_safe_conv": False}}
   assert run_config.differences(before_backend, old) == []  # workdirs made before ae_jax/backend.py
@@ -127,6 +127,9 @@ def test_how_gradients_are_computed_is_not_part_of_a_runs_identity():
       "arch.latent_dim (64 in the workdir, 4 now)"]
   before_rename = {**old, "model": "rotation"}  # workdirs made before the model was "resnet"
   assert run_config.differences(before_rename, tiny("rotation").to_dict()) == []
+  arch = {k: v for k, v in old["arch"].items() if k != "embedding"}
+  before_embedding = {**old, "arch": arch}  # made before arch.embedding: it reads out, not trains
+  assert run_config.differences(before_embedding, old) == []
 
 
 def test_adam_matches_optax_and_keeps_its_state_type():
