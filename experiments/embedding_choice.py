@@ -1,7 +1,7 @@
 """Which readout of a trained main job clusters best: the latent z or the encoder's feature maps.
 
-Embeds a run's dataset (or --dataset) both ways (`arch.embedding`: 'latent' = z, 'features' =
-the flattened maps that feed z and the rotation head), takes raw pixels in [0, 1] beside them,
+Embeds a run's dataset (or --dataset) three ways (`arch.embedding`: 'latent' = z, 'features' =
+the flattened maps that feed z and the rotation head, 'both' = the two side by side), takes raw pixels in [0, 1] beside them,
 and clusters each with configs/cluster.py once per clustering seed. Prints one row each: the
 mean ACC/NMI over the seeds and the per-seed ACC.
 
@@ -30,15 +30,19 @@ def main():
   p.add_argument("--workdir", required=True, help="a trained run of configs/rotation.py")
   p.add_argument("--dataset", default="", help="dataset spec (default: the run's)")
   p.add_argument("--seeds", default="0,1,2", help="clustering seeds, comma-separated")
+  p.add_argument("--readouts", default="raw,latent,features,both", help="which rows")
   args = p.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]
   config, model, variables, step = checkpoint.load_for_inference(args.workdir)
   ds = data.load(args.dataset or config.dataset, config.data_dir)
   k = int(ds.labels.max()) + 1
-  inputs = {"raw pixels": data.as_unit(ds.images).reshape(len(ds.images), -1)}
-  for readout in ("latent", "features"):
-    inputs[f"embedding={readout}"] = inference.embed(model.clone(embedding=readout), variables,
-                                                     ds.images)
+  readouts = args.readouts.split(",")
+  inputs = {"raw pixels": data.as_unit(ds.images).reshape(len(ds.images), -1)} if (
+      "raw" in readouts) else {}
+  for readout in ("latent", "features", "both"):
+    if readout in readouts:
+      inputs[f"embedding={readout}"] = inference.embed(model.clone(embedding=readout), variables,
+                                                       ds.images)
   print(f"{common.machine()}\n{args.workdir} (step {step}), {ds.name}: {len(ds.images)} images, "
         f"{k} clusters, clustering seeds {seeds}\n")
   print("| input | dim | ACC | NMI | ACC per clustering seed |\n|---|---|---|---|---|")

@@ -173,18 +173,19 @@ def test_rotation_head_on_the_latent():
   assert models.count_params(variables["params"]) == expected_params("resnet", (28, 28, 1)) + extra
 
 
-@pytest.mark.parametrize("embedding", ["features", "latent"])
-def test_rotation_embed_is_the_feature_maps_or_the_latent(embedding):
+@pytest.mark.parametrize("embedding", ["features", "latent", "both"])
+def test_rotation_embed_is_the_feature_maps_the_latent_or_both(embedding):
   """`embed` (what clustering reads): the flattened bottom maps that feed both z and the
-  rotation head, or z itself; the main job's config picks the maps."""
+  rotation head, z itself, or the two side by side; the main job's config picks the maps."""
   assert configs.load("rotation").arch.embedding == "features"
   shape = (28, 30, 1)  # padded to 28×32: 7×8 bottom maps of 32 channels
   model, variables = _build("rotation", shape, **{"arch.embedding": embedding})
   x = _images(shape) * 2 - 1
   e = model.apply(variables, x, method="embed")
   h, z = model.apply(variables, x, method=lambda m, x: m._encode(x, False))
-  assert e.shape == ((3, 7 * 8 * 32) if embedding == "features" else (3, 64))
-  np.testing.assert_array_equal(e, h if embedding == "features" else z)
+  want = {"features": h, "latent": z, "both": np.concatenate([h, z], axis=1)}[embedding]
+  assert e.shape == want.shape == (3, {"features": 1792, "latent": 64, "both": 1856}[embedding])
+  np.testing.assert_array_equal(e, want)
   np.testing.assert_allclose(z, h @ variables["params"]["encoder"]["latent"]["kernel"]
                              + variables["params"]["encoder"]["latent"]["bias"], rtol=1e-4, atol=1e-5)
 

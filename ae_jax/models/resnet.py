@@ -7,9 +7,9 @@ training step applies the rotations), on z (`rotation_head='latent'`, report 002
 flattened maps that feed the latent (`'features'`, the main job: a head on z makes z encode
 orientation, which ruins its clusters; experiments/README.md#the-rotation-task-rotation_ablationpy).
 `rotation_logits` runs the encoder and the head alone. `embed` is what clustering and
-`ae_jax.embed` read: z (`embedding='latent'`) or the flattened maps (`'features'`, the main
-job: the features both the rotation head and z are read from cluster better than z on every
-set measured; experiments/README.md#the-embedding-encoder-features-or-latent).
+`ae_jax.embed` read: z (`embedding='latent'`), the flattened maps (`'features'`, the main
+job: the maps the rotation task trains, which both the head and z read;
+experiments/README.md#the-embedding-the-encoders-feature-maps-not-z) or both side by side.
 Decoder (mirror): Dense → reshape to the bottom feature map → per stage, deepest first,
 blocks[i] residual blocks and a pixel-shuffle upsample (conv 3×3 to 4× the next width, then
 depth-to-space); the last one produces the C image channels → output activation (tanh for
@@ -37,6 +37,7 @@ import math
 from typing import Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from ae_jax import backend, pixels
 from ae_jax.models import output_activation as _activation
@@ -140,7 +141,7 @@ class ResNetAutoencoder(nn.Module):
   groups: int = 8
   impl: backend.Impl = backend.STOCK  # how convs and GroupNorm run; models.build picks it by backend
   rotation_head: str = "latent"  # or "features": the flattened maps that feed the latent
-  embedding: str = "latent"  # what `embed` returns: z, or "features" (the flattened maps)
+  embedding: str = "latent"  # what `embed` returns: z, "features" (the flattened maps) or "both"
 
   @property
   def _padded_hw(self):
@@ -150,8 +151,8 @@ class ResNetAutoencoder(nn.Module):
   def setup(self):
     if self.rotation_head not in ("latent", "features"):
       raise ValueError(f"rotation_head must be 'latent' or 'features', got {self.rotation_head!r}")
-    if self.embedding not in ("latent", "features"):
-      raise ValueError(f"embedding must be 'latent' or 'features', got {self.embedding!r}")
+    if self.embedding not in ("latent", "features", "both"):
+      raise ValueError(f"embedding must be 'latent', 'features' or 'both', got {self.embedding!r}")
     if len(self.blocks) != len(self.widths):
       raise ValueError(f"blocks {tuple(self.blocks)} needs one entry per width {tuple(self.widths)}")
     stages = dict(widths=tuple(self.widths), blocks=tuple(self.blocks), norm=self.norm,
@@ -171,9 +172,10 @@ class ResNetAutoencoder(nn.Module):
     return self._encode(x_BHWC, train)[1]
 
   def embed(self, x_BHWC, *, train: bool = False):
-    """Images in `pixel_range` → embeddings (B, E): z, or the flattened encoder maps."""
+    """Images in `pixel_range` → embeddings (B, E): z, the flattened encoder maps, or both
+    side by side (z is a projection of the maps, and their norms come out alike)."""
     h, z = self._encode(x_BHWC, train)
-    return h if self.embedding == "features" else z
+    return {"latent": z, "features": h, "both": jnp.concatenate([h, z], axis=-1)}[self.embedding]
 
   def decode(self, z_BD, *, train: bool = False):
     """Latents (B, D) → images in `pixel_range`."""
