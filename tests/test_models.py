@@ -176,8 +176,8 @@ def test_rotation_head_on_the_latent():
 @pytest.mark.parametrize("embedding", ["features", "latent", "both"])
 def test_rotation_embed_is_the_feature_maps_the_latent_or_both(embedding):
   """`embed` (what clustering reads): the flattened bottom maps that feed both z and the
-  rotation head, z itself, or the two side by side; the main job's config picks the maps."""
-  assert configs.load("rotation").arch.embedding == "features"
+  rotation head, z itself, or the two side by side; the main job's config picks z."""
+  assert configs.load("rotation").arch.embedding == "latent"
   shape = (28, 30, 1)  # padded to 28×32: 7×8 bottom maps of 32 channels
   model, variables = _build("rotation", shape, **{"arch.embedding": embedding})
   x = _images(shape) * 2 - 1

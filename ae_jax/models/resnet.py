@@ -7,9 +7,9 @@ training step applies the rotations), on z (`rotation_head='latent'`, report 002
 flattened maps that feed the latent (`'features'`, the main job: a head on z makes z encode
 orientation, which ruins its clusters; experiments/README.md#the-rotation-task-rotation_ablationpy).
 `rotation_logits` runs the encoder and the head alone. `embed` is what clustering and
-`ae_jax.embed` read: z (`embedding='latent'`), the flattened maps (`'features'`, the main
-job: the maps the rotation task trains, which both the head and z read;
-experiments/README.md#the-embedding-the-encoders-feature-maps-not-z) or both side by side.
+`ae_jax.embed` read: z (`embedding='latent'`, the main job), the flattened maps (`'features'`:
+the maps the rotation task trains, which both the head and z read) or both side by side;
+experiments/README.md#the-embedding-z-or-the-encoders-feature-maps.
 Decoder (mirror): Dense → reshape to the bottom feature map → per stage, deepest first,
 blocks[i] residual blocks and a pixel-shuffle upsample (conv 3×3 to 4× the next width, then
 depth-to-space); the last one produces the C image channels → output activation (tanh for
