@@ -1,5 +1,5 @@
-"""Encode a dataset with a trained AE and save its N×D embeddings (the model's `embed`: the
-main job's encoder feature maps; other models' latents).
+"""Encode a dataset with a trained AE and save its N×D embeddings (the model's `embed`: its
+latent, or the residual AE's feature maps with `arch.embedding="features"`).
 
     python -m ae_jax.embed --workdir=/tmp/rot --dataset=mnist_5k --output=/tmp/z.npy
 

@@ -54,7 +54,7 @@ def encode(model, variables, x01_NHWC, batch_size=512, method="encode"):
 
 def embed(model, variables, x01_NHWC, batch_size=512):
   """N [0,1] images → N×E float32 embeddings, the representation to cluster: the model's
-  `embed` (the main job: the encoder's feature maps), else its latent."""
+  `embed` (the residual AE: its latent or feature maps, `arch.embedding`), else its latent."""
   return encode(model, variables, x01_NHWC, batch_size, "embed")
 
 
