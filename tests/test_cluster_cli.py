@@ -103,3 +103,23 @@ def test_trained_autoencoder_with_checkpoint_curve(cli_mlp_run, tmp_path):
   assert [r["step"] for r in curve] == [35, 70]
   assert curve[1]["train_mse"] < curve[0]["train_mse"] and all("val_acc" in r for r in curve)
   assert os.path.getsize(os.path.join(out, "checkpoint_curve.png")) > 5000
+
+
+def test_a_finished_runs_rerun_can_switch_what_is_clustered(tmp_path):
+  """arch.embedding only changes the readout: rerunning a finished residual AE with
+  `features` trains nothing, and `ae_jax.cluster` then reads its 7×7×32 maps instead of z."""
+  import configs  # pylint: disable=g-import-not-at-top
+  from ae_jax import cluster, train  # pylint: disable=g-import-not-at-top
+  from tests.conftest import saved_state, tiny  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(0).integers(0, 256, (128, 28, 28), dtype=np.uint8)
+  np.save(tmp_path / "x.npy", x)
+  small = {"dataset": f"npy:{tmp_path / 'x.npy'}", "batch_size": 32,
+           "arch.widths": (8, 32), "arch.latent_dim": 16}
+  workdir = str(tmp_path / "run")
+  cfg = configs.load("cluster", num_clusters=2)
+  dims = []
+  for embedding in ("latent", "features"):
+    train.train_and_evaluate(tiny("rotation", **small, **{"arch.embedding": embedding}), workdir)
+    dims.append(cluster.load_inputs(cfg, workdir)[0].shape)
+  assert dims == [(128, 16), (128, 7 * 7 * 32)]
+  assert int(saved_state(workdir)[0].step) == 3  # one epoch (115 // 32 steps): nothing retrained
