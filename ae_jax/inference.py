@@ -45,17 +45,21 @@ def apply_batched(model, variables, arr, method, batch_size=512):
   return np.concatenate(out)
 
 
-def encode(model, variables, x01_NHWC, batch_size=512, method="encode"):
-  """N [0,1] images → N×D float32 latents (VAE: the posterior mean); `method="embed"`: the
-  model's embedding (`embed`)."""
+def _rows(model, variables, x01_NHWC, method, batch_size):
+  """`method` (encode | embed) over N images as an N×D float32 array."""
   z = apply_batched(model, variables, x01_NHWC, method, batch_size)
   return np.asarray(z, np.float32).reshape(len(x01_NHWC), -1)
+
+
+def encode(model, variables, x01_NHWC, batch_size=512):
+  """N [0,1] images → N×D float32 latents (VAE: the posterior mean)."""
+  return _rows(model, variables, x01_NHWC, "encode", batch_size)
 
 
 def embed(model, variables, x01_NHWC, batch_size=512):
   """N [0,1] images → N×E float32 embeddings, the representation to cluster: the model's
   `embed` (the residual AE: its latent or feature maps, `arch.embedding`), else its latent."""
-  return encode(model, variables, x01_NHWC, batch_size, "embed")
+  return _rows(model, variables, x01_NHWC, "embed", batch_size)
 
 
 def embed_shared(model, variables, x01_NHWC, batch_size=512):

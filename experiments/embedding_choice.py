@@ -1,8 +1,9 @@
 """Which readout of a trained main job clusters best: the latent z or the encoder's feature maps.
 
 Embeds a run's dataset (or --dataset) three ways (`arch.embedding`: 'latent' = z, 'features' =
-the flattened maps that feed z and the rotation head, 'both' = the two side by side), takes raw pixels in [0, 1] beside them,
-and clusters each with configs/cluster.py once per clustering seed. Prints one row each: the
+the flattened maps that feed z and the rotation head, 'both' = the two side by side), takes
+raw pixels in [0, 1] beside them, and clusters each with configs/cluster.py once per
+clustering seed. Prints one row each: the
 mean ACC/NMI over the seeds and the per-seed ACC.
 
     python -m experiments.embedding_choice --workdir=runs/rotation
@@ -11,18 +12,8 @@ mean ACC/NMI over the seeds and the per-seed ACC.
 import argparse
 import statistics
 
-import configs
 from ae_jax import checkpoint, data, inference
-from ae_jax.clustering import pipeline
-from experiments import common
-
-
-def scores(x_ND, labels, num_clusters, seeds):
-  """(mean ACC, mean NMI, [ACC per clustering seed]) of configs/cluster.py on x_ND."""
-  runs = [pipeline.run_pipeline(x_ND, configs.load("cluster", seed=s, num_clusters=num_clusters),
-                                labels)[1] for s in seeds]
-  return (statistics.fmean(r["acc"] for r in runs), statistics.fmean(r["nmi"] for r in runs),
-          [r["acc"] for r in runs])
+from experiments import common, rotation_ablation
 
 
 def main():
@@ -47,9 +38,10 @@ def main():
         f"{k} clusters, clustering seeds {seeds}\n")
   print("| input | dim | ACC | NMI | ACC per clustering seed |\n|---|---|---|---|---|")
   for name, x in inputs.items():
-    acc, nmi, per_seed = scores(x, ds.labels, k, seeds)
-    print(f"| {name} | {x.shape[1]} | {acc:.4f} | {nmi:.4f} | "
-          f"{', '.join(f'{a:.4f}' for a in per_seed)} |", flush=True)
+    runs = rotation_ablation.seed_scores(x, ds.labels, k, seeds)
+    acc, nmi = (statistics.fmean(r[key] for r in runs) for key in ("acc", "nmi"))
+    per_seed = ", ".join(f"{r['acc']:.4f}" for r in runs)
+    print(f"| {name} | {x.shape[1]} | {acc:.4f} | {nmi:.4f} | {per_seed} |", flush=True)
 
 
 if __name__ == "__main__":

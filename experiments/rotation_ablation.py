@@ -28,16 +28,21 @@ def variants():
           "report 002 recipe (β = 10, rotated, head on latent)": ("rotation_report002", {})}
 
 
-def cluster_scores(workdir, ds, num_clusters, cluster_seeds):
-  """[{'acc', 'nmi'}] per clustering seed for the newest checkpoint's embedding of ds."""
-  _, model, variables, _ = checkpoint.load_for_inference(workdir)
-  z = inference.embed(model, variables, ds.images)
+def seed_scores(x_ND, labels, num_clusters, cluster_seeds):
+  """[{'acc', 'nmi'}] of configs/cluster.py on x_ND, one per clustering seed."""
   out = []
   for seed in cluster_seeds:
     cfg = configs.load("cluster", seed=seed, num_clusters=num_clusters)
-    _, m, _ = pipeline.run_pipeline(z, cfg, ds.labels)
+    _, m, _ = pipeline.run_pipeline(x_ND, cfg, labels)
     out.append({"acc": m["acc"], "nmi": m["nmi"]})
   return out
+
+
+def cluster_scores(workdir, ds, num_clusters, cluster_seeds):
+  """`seed_scores` of the newest checkpoint's embedding of ds."""
+  _, model, variables, _ = checkpoint.load_for_inference(workdir)
+  return seed_scores(inference.embed(model, variables, ds.images), ds.labels, num_clusters,
+                     cluster_seeds)
 
 
 def ablate(out, spec, num_clusters, train_seeds, cluster_seeds, overrides=None, which=None):
