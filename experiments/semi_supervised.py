@@ -26,8 +26,8 @@ ALL_MODES = [(m, aug, 0) for m in transfer.MODES for aug in (False, True)]
 FAMILIES = {  # family → (modes as (mode, augment, self-training rounds))
     "000": ALL_MODES,
     "003": ALL_MODES,
-    "rotation": [("scratch", True, 0), ("frozen", True, 0), ("finetune", True, 0),
-                 ("finetune", True, 2), ("finetune", True, 4)],
+    "rotation": [("scratch", True, 0), ("scratch", True, 4), ("frozen", True, 0),
+                 ("finetune", True, 0), ("finetune", True, 2), ("finetune", True, 4)],
 }
 
 
