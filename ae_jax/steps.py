@@ -96,12 +96,27 @@ def _shard_batch(x, mesh):
 #   in-place update; without it every step copies the kernels the backward pass reads.
 # - 512-bit vectors for the elementwise loops (the optimizer update, activations) where the
 #   CPU has them (LLVM keeps 256 by default; a CPU without AVX-512 ignores the preference).
+# - YNNPACK for the matmuls only: convolutions stay on XLA's own kernels, which run the
+#   residual AE's 3×3 convs faster (its step ≈ 1.09×; the MLP and conv AE unchanged).
 _CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
-                "xla_cpu_prefer_vector_width": 512}
+                "xla_cpu_prefer_vector_width": 512,
+                "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 
 
 def _cpu_options():
-  return dict(_CPU_OPTIONS) if jax.default_backend() == "cpu" else None
+  if jax.default_backend() != "cpu":
+    return None
+  return {k: v for k, v in _CPU_OPTIONS.items() if _known_option(k, v)}
+
+
+@functools.cache
+def _known_option(key, value):
+  """Whether this XLA takes the compiler option (the experimental ones come and go)."""
+  try:
+    jax.jit(lambda x: x).lower(0.0).compile({key: value})
+    return True
+  except Exception:  # pylint: disable=broad-except  # XLA raises its own error types
+    return False
 
 
 def _permutation_fn(config, n_train):

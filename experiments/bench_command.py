@@ -63,7 +63,7 @@ def torch_epoch_times(batch, epochs, threads):
   t0, ends = time.perf_counter(), []
   for _ in range(epochs):
     loss = torch_reference.train_steps(net, opt, x_train, torch.randperm(len(train)), 0, spe,
-                                       batch, 0.0, (1.0, 0.0))
+                                       batch, config, (1.0, 0.0))
     with torch.no_grad():
       val_loss = sum(float(torch.nn.functional.mse_loss(net(x)["recon"], x, reduction="sum"))
                      for x in torch.split(x_val, config.eval_batch_size))

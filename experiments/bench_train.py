@@ -117,7 +117,8 @@ def _replaced(config):
               "optax.scale_by_adam": (JaxSide, mock.patch.object(backend, "cpu_scale_by_adam",
                                                                  optax.scale_by_adam), {})}
   for name, option in (("XLA's default copy insertion", "xla_cpu_copy_insertion_use_region_analysis"),
-                       ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width")):
+                       ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width"),
+                       ("YNNPACK convolutions (XLA's default)", "xla_cpu_experimental_ynn_fusion_type")):
     without = {k: v for k, v in steps._CPU_OPTIONS.items() if k != option}  # pylint: disable=protected-access
     variants[name] = (JaxSide, mock.patch.dict(steps._CPU_OPTIONS, without, clear=True), {})  # pylint: disable=protected-access
   if config.model != "mlp":
@@ -131,7 +132,7 @@ def ablate(case, images, seconds, rounds):
   """ae_jax against the versions of its train path it replaced, interleaved: a shuffle sort
   per call, optax's Adam (two divides per parameter), XLA:CPU's default copy insertion (a
   copy of every kernel the backward pass reads, each step), LLVM's default vector width,
-  for conv models matmul calls for the one-channel layers' short contractions, and for a
+  XLA's default of YNNPACK kernels for convolutions too, for conv models matmul calls for the one-channel layers' short contractions, and for a
   model on XLA's own convs the loop-safe ones in a 32-step loop. Returns table lines."""
   module, case_overrides = CASES[case]
   config = lambda overrides=None: load_config(module, {**case_overrides, **(overrides or {})}, 0)
@@ -181,7 +182,7 @@ class TorchSide:
       if self.step % self.spe == 0:
         self.perm = self.torch.randperm(self.n)
       loss = self.ref.train_steps(self.net, self.opt, self.images, self.perm, self.step % self.spe,
-                                  k, self.config.batch_size, self.config.rotation_weight, self.scale)
+                                  k, self.config.batch_size, self.config, self.scale)
       self.step += k
       done += k
     float(loss)

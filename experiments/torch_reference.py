@@ -120,11 +120,19 @@ class ResNetAE(nn.Module):
     self.on_features = m.rotation_head == "features"  # else on the latent (report 002)
     self.rotation = nn.Linear(math.prod(self.bottom) if self.on_features else m.latent_dim, 4)
 
+  def _features(self, x):
+    h = self.enc(_pad(x, self.m._padded_hw, self.m.pixel_range.low))
+    # Flatten in NHWC order as the Linen model does (only matters for weight transfer).
+    return h.permute(0, 2, 3, 1).flatten(1)
+
+  def rotation_logits(self, x):
+    """The encoder and the rotation head alone, as the Linen model's `rotation_logits`."""
+    h = self._features(x)
+    return self.rotation(h if self.on_features else self.latent(h))
+
   def forward(self, x):
     m = self.m
-    h = self.enc(_pad(x, m._padded_hw, m.pixel_range.low))
-    # Flatten in NHWC order as the Linen model does (only matters for weight transfer).
-    h = h.permute(0, 2, 3, 1).flatten(1)
+    h = self._features(x)
     z = self.latent(h)
     y = self.unlatent(z).reshape(x.shape[0], *self.bottom[1:], self.bottom[0]).permute(0, 3, 1, 2)
     recon = _crop(_act(m.pixel_range.activation)(self.dec(y)), m.image_shape[:2])
@@ -149,22 +157,46 @@ def rotate_batch(x_BCHW, k_B):
   return rots[k_B, torch.arange(x_BCHW.shape[0])]
 
 
-def train_steps(net, opt, images_NCHW, perm, first, count, batch, rotation_weight, scale):
+def random_affine(x01_BCHW, max_degrees, max_shift):
+  """ae_jax.augment.random_affine: per-example turn in ±max_degrees about the centre and
+  shift in ±max_shift pixels, bilinear, 0 outside (square images)."""
+  b, _, h, w = x01_BCHW.shape
+  theta = torch.deg2rad(torch.empty(b).uniform_(-max_degrees, max_degrees))
+  shift = torch.empty(b, 2).uniform_(-max_shift, max_shift)
+  sy, sx = shift[:, 0] * 2 / (h - 1), shift[:, 1] * 2 / (w - 1)  # in affine_grid's [-1, 1]
+  cos, sin = theta.cos(), theta.sin()
+  mat = torch.stack([torch.stack([cos, sin, -(cos * sx + sin * sy)], 1),
+                     torch.stack([-sin, cos, sin * sx - cos * sy], 1)], 1)
+  grid = F.affine_grid(mat, list(x01_BCHW.shape), align_corners=True)
+  return F.grid_sample(x01_BCHW, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def train_steps(net, opt, images_NCHW, perm, first, count, batch, config, scale):
   """`count` Adam steps over batches perm[first*batch ...]; returns the summed loss (a tensor).
 
-  `scale`/offset maps [0,1] pixels to the model's range; `rotation_weight > 0` adds the
-  rotation task exactly as ae_jax.losses does.
+  The same work as ae_jax.losses.per_example for `config`: `scale`/offset maps [0,1] pixels
+  to the model's range; `pose_augment` turns and shifts the inputs (targets stay clean);
+  `rotation_weight > 0` adds the rotation task, with `rotation_recon="upright"` as a second
+  encoder pass over turned copies of the inputs.
   """
+  aug = config.get("pose_augment")
+  degrees, shift = (aug.max_degrees, aug.max_shift) if aug is not None else (0.0, 0.0)
+  beta = config.get("rotation_weight", 0.0)
+  upright = config.get("rotation_recon", "rotated") == "upright"
   total = torch.zeros(())
   for i in range(first, first + count):
-    x = images_NCHW[perm[i * batch:(i + 1) * batch]] * scale[0] + scale[1]
-    if rotation_weight > 0:
+    x01 = images_NCHW[perm[i * batch:(i + 1) * batch]]
+    moved01 = random_affine(x01, degrees, shift) if degrees > 0 or shift > 0 else x01
+    x, inputs = x01 * scale[0] + scale[1], moved01 * scale[0] + scale[1]
+    if beta > 0:
       k = torch.randint(0, 4, (batch,))
-      x = rotate_batch(x, k)
-    out = net(x)
+      if not upright:
+        x, inputs = rotate_batch(x, k), rotate_batch(inputs, k)
+    out = net(inputs)
     loss = F.mse_loss(out["recon"], x)
-    if rotation_weight > 0:
-      loss = loss + rotation_weight * F.cross_entropy(out["logits"], k)
+    if beta > 0:
+      logits = net.rotation_logits(rotate_batch(inputs, k)) if upright else out["logits"]
+      loss = loss + beta * F.cross_entropy(logits, k)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
