@@ -120,3 +120,12 @@ def test_a_workdir_made_before_the_backend_choice_resumes_and_loads(tmp_path):
       configs.load("rotation", **small))
   state = train.train_and_evaluate(tiny("rotation", **small, num_epochs=2), workdir)
   assert int(state.step) == 2 * step == saved_state(workdir)[1]
+
+
+def test_cpu_compiler_options_this_xla_lacks_are_dropped(monkeypatch):
+  monkeypatch.setitem(steps._CPU_OPTIONS, "xla_cpu_no_such_option", True)  # pylint: disable=protected-access
+  opts = steps._cpu_options()  # pylint: disable=protected-access
+  assert "xla_cpu_no_such_option" not in opts
+  assert set(opts) < set(steps._CPU_OPTIONS)  # pylint: disable=protected-access
+  compiled = jax.jit(lambda x: x @ x).lower(jnp.ones((4, 4))).compile(opts)  # the rest compile
+  np.testing.assert_array_equal(compiled(jnp.ones((4, 4))), np.full((4, 4), 4.0))
