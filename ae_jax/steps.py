@@ -36,6 +36,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ae_jax import backend, data, errors, losses, train_state
+from ae_jax.models import layers
 
 
 def make_mesh(batch_size):
@@ -96,17 +97,22 @@ def _shard_batch(x, mesh):
 #   in-place update; without it every step copies the kernels the backward pass reads.
 # - 512-bit vectors for the elementwise loops (the optimizer update, activations) where the
 #   CPU has them (LLVM keeps 256 by default; a CPU without AVX-512 ignores the preference).
-# - YNNPACK for the matmuls only: convolutions stay on XLA's own kernels, which run the
-#   residual AE's 3×3 convs faster (its step ≈ 1.09×; the MLP and conv AE unchanged).
 _CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
-                "xla_cpu_prefer_vector_width": 512,
-                "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+                "xla_cpu_prefer_vector_width": 512}
+# Where a model's convolutions take XLA's own backward pass (the residual AE, one step per
+# call): YNNPACK for the matmuls only, so the convolutions run on XLA's own kernels, faster
+# for its 3×3 convs (step ≈ 1.05–1.09×). Not elsewhere: there it gains nothing, and an MLP's
+# streamed and in-memory train calls would no longer round alike.
+_XLA_CONV_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 
 
-def _cpu_options():
+def _cpu_options(model):
   if jax.default_backend() != "cpu":
     return None
-  return {k: v for k, v in _CPU_OPTIONS.items() if _known_option(k, v)}
+  opts = dict(_CPU_OPTIONS)
+  if getattr(getattr(model, "impl", None), "conv", None) is layers.cpu_conv_xla_vjp:
+    opts.update(_XLA_CONV_OPTIONS)
+  return {k: v for k, v in opts.items() if _known_option(k, v)}
 
 
 @functools.cache
@@ -161,7 +167,7 @@ def make_train_call(model, tx, config, *, n_train, mesh, on_trace=None, streamed
   one_step = _make_step(compute_model(model, config), tx, config, mesh)
   track_best = _best_tracker(*keep_best) if keep_best else None
 
-  @functools.partial(jax.jit, donate_argnums=(0, 5), compiler_options=_cpu_options())
+  @functools.partial(jax.jit, donate_argnums=(0, 5), compiler_options=_cpu_options(model))
   def train_call(state, perm, source, num_steps, zero_log_sums, best=None, val_source=None):
     if on_trace is not None:
       on_trace(state.step.shape)

@@ -34,7 +34,7 @@ import optax
 from experiments import bench_command, common
 
 from ae_jax import backend, data, models, steps, train_state  # pylint: disable=g-bad-import-order
-from ae_jax.models import fastconv
+from ae_jax.models import fastconv, layers
 
 # name → (config module, config overrides); batch_size/steps_per_call not given = the
 # config's own (or --steps_per_call).
@@ -117,10 +117,12 @@ def _replaced(config):
               "optax.scale_by_adam": (JaxSide, mock.patch.object(backend, "cpu_scale_by_adam",
                                                                  optax.scale_by_adam), {})}
   for name, option in (("XLA's default copy insertion", "xla_cpu_copy_insertion_use_region_analysis"),
-                       ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width"),
-                       ("YNNPACK convolutions (XLA's default)", "xla_cpu_experimental_ynn_fusion_type")):
+                       ("LLVM's default 256-bit vectors", "xla_cpu_prefer_vector_width")):
     without = {k: v for k, v in steps._CPU_OPTIONS.items() if k != option}  # pylint: disable=protected-access
     variants[name] = (JaxSide, mock.patch.dict(steps._CPU_OPTIONS, without, clear=True), {})  # pylint: disable=protected-access
+  if backend.model_impl(config).conv is layers.cpu_conv_xla_vjp:
+    variants["YNNPACK convolutions (XLA's default)"] = (
+        JaxSide, mock.patch.dict(steps._XLA_CONV_OPTIONS, {}, clear=True), {})  # pylint: disable=protected-access
   if config.model != "mlp":
     variants["matmul calls for K ≤ 9"] = (JaxSide, mock.patch.object(fastconv, "FMA_MAX_K", 0), {})
   if backend.steps_per_call(config) == 1:

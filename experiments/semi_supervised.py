@@ -4,8 +4,9 @@ Labelled images come from a fixed stratified pool of 1,000 mnist_5k images; each
 AE is pretrained once on the other 4,000 (labels unused). For each seed: a
 stratified 100/100/100 split of the pool, then every mode (scratch,
 frozen probe, fine-tuned) with augmentation off/on, for report 000's and 003's MLP
-encoders; and the main job's residual encoder (rotation AE), also with self-training
-(confident pseudo-labels on the unlabelled images). Writes results.md/results.json.
+encoders; and the main job's residual encoder (rotation AE), fine-tuned and from scratch also
+with self-training (confident pseudo-labels on the unlabelled images), so pretraining is
+compared with the same recipe on both sides. Writes results.md/results.json.
 
     python -m experiments.semi_supervised --out=runs/semi --seeds=5
 """

@@ -124,8 +124,18 @@ def test_a_workdir_made_before_the_backend_choice_resumes_and_loads(tmp_path):
 
 def test_cpu_compiler_options_this_xla_lacks_are_dropped(monkeypatch):
   monkeypatch.setitem(steps._CPU_OPTIONS, "xla_cpu_no_such_option", True)  # pylint: disable=protected-access
-  opts = steps._cpu_options()  # pylint: disable=protected-access
+  opts = steps._cpu_options(None)  # pylint: disable=protected-access
   assert "xla_cpu_no_such_option" not in opts
   assert set(opts) < set(steps._CPU_OPTIONS)  # pylint: disable=protected-access
   compiled = jax.jit(lambda x: x @ x).lower(jnp.ones((4, 4))).compile(opts)  # the rest compile
   np.testing.assert_array_equal(compiled(jnp.ones((4, 4))), np.full((4, 4), 4.0))
+
+
+def test_only_a_step_on_xla_convolutions_keeps_them_off_ynnpack():
+  key, value = next(iter(steps._XLA_CONV_OPTIONS.items()))  # pylint: disable=protected-access
+  known = steps._known_option(key, value)  # pylint: disable=protected-access
+  for name, steps_per_call, expected in (("rotation", 0, known), ("rotation", 8, False),
+                                         ("conv", 0, False), ("mlp", 1, False)):
+    config = configs.load(name, steps_per_call=steps_per_call)
+    opts = steps._cpu_options(models.build(config, (28, 28, 1)))  # pylint: disable=protected-access
+    assert (opts.get(key) == value) == expected, (name, steps_per_call)
