@@ -7,8 +7,9 @@ flattened feature maps (not the latent), and the loss is MSE + 1 · CE of that c
 (β = 1: at 10 the CE swamped the MSE on report 002's photo patches).
 So the encoder learns orientation-aware features while the latent, used for clustering, only
 ever sees upright images (`arch.embedding="features"` clusters the feature maps instead).
-Residual blocks (GroupNorm) at 14×14×16 and 7×7×32, pixel-shuffle decoder, 64-D latent (ae_jax/models/resnet.py). Training runs at least 2,000 steps (more
-epochs on small datasets). Report 002's own recipe is configs/rotation_report002.py.
+Residual blocks (GroupNorm) at 14×14×16 and 7×7×32, pixel-shuffle decoder, 64-D latent
+(ae_jax/models/resnet.py). Training runs at least 2,000 steps (more epochs on small
+datasets). Report 002's own recipe is configs/rotation_report002.py.
 
     python -m ae_jax.main --config=configs/rotation.py --workdir=runs/rotation
     python -m ae_jax.cluster --config=configs/cluster.py --workdir=runs/rotation

@@ -134,8 +134,9 @@ def ablate(case, images, seconds, rounds):
   """ae_jax against the versions of its train path it replaced, interleaved: a shuffle sort
   per call, optax's Adam (two divides per parameter), XLA:CPU's default copy insertion (a
   copy of every kernel the backward pass reads, each step), LLVM's default vector width,
-  XLA's default of YNNPACK kernels for convolutions too, for conv models matmul calls for the one-channel layers' short contractions, and for a
-  model on XLA's own convs the loop-safe ones in a 32-step loop. Returns table lines."""
+  for conv models matmul calls for the one-channel layers' short contractions, and for a
+  model on XLA's own convs YNNPACK running them too (XLA's default) and the loop-safe ones
+  in a 32-step loop. Returns table lines."""
   module, case_overrides = CASES[case]
   config = lambda overrides=None: load_config(module, {**case_overrides, **(overrides or {})}, 0)
   sides = {"current": JaxSide(config(), images)}

@@ -3,8 +3,7 @@
 Embeds a run's dataset (or --dataset) three ways (`arch.embedding`: 'latent' = z, 'features' =
 the flattened maps that feed z and the rotation head, 'both' = the two side by side), takes
 raw pixels in [0, 1] beside them, and clusters each with configs/cluster.py once per
-clustering seed. Prints one row each: the
-mean ACC/NMI over the seeds and the per-seed ACC.
+clustering seed. Prints one row each: the mean ACC/NMI over the seeds and the per-seed ACC.
 
     python -m experiments.embedding_choice --workdir=runs/rotation
     python -m experiments.embedding_choice --workdir=runs/x --dataset=npy:X.npy,y.npy
